@@ -1,0 +1,54 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run   - install the server and start it on the bundled model (http://127.0.0.1:8080)
+#   make test  - install everything (Python packages, Chromium) and run the whole check suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TFLITE_VENV := .venv-tflite
+ARGS ?=
+
+.PHONY: run test check fmt install install-run browser tflite-env clean
+
+$(VENV)/.run-installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.all-installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[convert,test,dev]'
+	touch $(VENV)/.run-installed $@
+
+# The tflite-runtime fallback needs numpy<2, so it gets a small environment of its own.
+$(TFLITE_VENV)/.installed:
+	test -x $(TFLITE_VENV)/bin/python || $(PYTHON) -m venv $(TFLITE_VENV)
+	$(TFLITE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TFLITE_VENV)/bin/python -m pip install -q 'numpy>=1.26,<2' 'tflite-runtime>=2.14,<3'
+	touch $@
+
+install-run: $(VENV)/.run-installed
+install: $(VENV)/.all-installed $(TFLITE_VENV)/.installed browser
+
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+run: install-run
+	$(PY) -m server $(ARGS)
+
+test: install
+	$(MAKE) check
+
+check:
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(PY) -m pytest
+
+fmt:
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) $(TFLITE_VENV) .mypy_cache .ruff_cache .pytest_cache

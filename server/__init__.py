@@ -1,0 +1,1 @@
+"""Live handwritten-digit recognition server."""
