@@ -16,15 +16,24 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / "models" / "digits.tflite
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mnist", type=Path, default=MNIST_DIR, help="MNIST IDX directory (env DIGITS_MNIST_DIR)")
+    p.add_argument(
+        "--mnist", type=Path, default=MNIST_DIR, help="MNIST IDX directory (env DIGITS_MNIST_DIR)"
+    )
 
 
 def _training(p: argparse.ArgumentParser) -> None:
     _common(p)
-    p.add_argument("--strokes", type=Path, default=UNIPEN_FILE, help="strokes file to train on (env DIGITS_UNIPEN_FILE)")
+    p.add_argument(
+        "--strokes",
+        type=Path,
+        default=UNIPEN_FILE,
+        help="strokes file to train on (env DIGITS_UNIPEN_FILE)",
+    )
     p.add_argument("--no-strokes", action="store_true", help="train on MNIST only")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--limit", type=int, default=None, help="use only the first N images/samples (smoke tests)")
+    p.add_argument(
+        "--limit", type=int, default=None, help="use only the first N images/samples (smoke tests)"
+    )
     p.add_argument("--seed", type=int, default=None)
 
 
@@ -34,7 +43,9 @@ def parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("all", help="train, quantize to int8, evaluate and write the model card")
     _training(a)
-    a.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the .tflite goes (card beside it)")
+    a.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="where the .tflite goes (card beside it)"
+    )
 
     t = sub.add_parser("train", help="train and save a Keras model")
     _training(t)
@@ -49,7 +60,13 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--model", type=Path, default=DEFAULT_OUT)
     e.add_argument("--mnist", type=Path, default=MNIST_DIR)
     e.add_argument("--no-mnist", action="store_true")
-    e.add_argument("--strokes", type=Path, nargs="*", default=None, help=f"strokes files (default {UNIPEN_FILE})")
+    e.add_argument(
+        "--strokes",
+        type=Path,
+        nargs="*",
+        default=None,
+        help=f"strokes files (default {UNIPEN_FILE})",
+    )
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
     d = sub.add_parser("download", help="fetch the MNIST files from a mirror and verify them")
@@ -61,7 +78,9 @@ def parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace) -> Any:
     from convert.train import TrainConfig
 
-    cfg = TrainConfig(mnist_dir=args.mnist, strokes=None if args.no_strokes else args.strokes, limit=args.limit)
+    cfg = TrainConfig(
+        mnist_dir=args.mnist, strokes=None if args.no_strokes else args.strokes, limit=args.limit
+    )
     if args.epochs is not None:
         cfg.epochs = args.epochs
     if args.seed is not None:
@@ -69,7 +88,9 @@ def _config(args: argparse.Namespace) -> Any:
     return cfg
 
 
-def _quantize_and_ship(model: Any, cfg: Any, out: Path, evaluate_strokes: bool = True) -> dict[str, Any]:
+def _quantize_and_ship(
+    model: Any, cfg: Any, out: Path, evaluate_strokes: bool = True
+) -> dict[str, Any]:
     from convert.card import build_card, write_card
     from convert.quantize import to_float_tflite, to_int8_tflite
     from convert.train import representative_images

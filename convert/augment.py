@@ -23,7 +23,8 @@ def _random_affine(rng: np.random.Generator) -> npt.NDArray[np.float64]:
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     shr = np.array([[1.0, shear], [0.0, 1.0]])
     stretch = np.diag([aspect, 1.0 / aspect])
-    return rot @ shr @ stretch
+    m: npt.NDArray[np.float64] = rot @ shr @ stretch
+    return m
 
 
 def _random_pen(rng: np.random.Generator) -> Pen:

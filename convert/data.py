@@ -89,9 +89,9 @@ def download_mnist(dest: Path, mirror: str = MIRROR) -> Path:
             except DataError:
                 target.unlink()
         tmp = target.with_suffix(".part")
-        with urllib.request.urlopen(mirror.rstrip("/") + f"/{name}.gz", timeout=60) as resp:
-            with tmp.open("wb") as out:
-                shutil.copyfileobj(resp, out)
+        url = mirror.rstrip("/") + f"/{name}.gz"
+        with urllib.request.urlopen(url, timeout=60) as resp, tmp.open("wb") as out:
+            shutil.copyfileobj(resp, out)
         tmp.replace(target)
         try:
             read_idx(dest, name)

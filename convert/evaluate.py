@@ -20,7 +20,10 @@ _BATCH = 128
 
 def predict_all(model: Model, images: npt.NDArray[np.float32]) -> npt.NDArray[np.intp]:
     """Argmax predictions for (N, 28, 28) images in [0, 1], in batches."""
-    out = [model.predict_batch(images[i : i + _BATCH]).argmax(axis=1) for i in range(0, len(images), _BATCH)]
+    out = [
+        model.predict_batch(images[i : i + _BATCH]).argmax(axis=1)
+        for i in range(0, len(images), _BATCH)
+    ]
     return np.concatenate(out) if out else np.zeros(0, np.intp)
 
 
@@ -58,7 +61,10 @@ def evaluate_strokes(model: Model, path: Path) -> dict[str, Any]:
         "accuracy": float(correct.mean()) if len(samples) else None,
         "count": len(samples),
         "per_source": {
-            src: {"accuracy": float(correct[sources == src].mean()), "count": int((sources == src).sum())}
+            src: {
+                "accuracy": float(correct[sources == src].mean()),
+                "count": int((sources == src).sum()),
+            }
             for src in sorted(set(sources.tolist()))
         },
         "confusion": confusion(labels, predicted),

@@ -42,7 +42,10 @@ def tensor_specs(content: bytes) -> dict[str, dict[str, Any]]:
 
     interp = Interpreter(model_content=content)
     out = {}
-    for role, details in (("input", interp.get_input_details()[0]), ("output", interp.get_output_details()[0])):
+    for role, details in (
+        ("input", interp.get_input_details()[0]),
+        ("output", interp.get_output_details()[0]),
+    ):
         scale, zero_point = details["quantization"]
         out[role] = {
             "shape": [int(v) for v in details["shape"]],

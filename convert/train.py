@@ -76,14 +76,19 @@ def training_arrays(cfg: TrainConfig) -> tuple[npt.NDArray[np.uint8], npt.NDArra
             samples = samples[: cfg.limit]
         t0 = time.perf_counter()
         s_img, s_lab = render_augmented(samples, cfg.stroke_copies, cfg.seed)
-        print(f"drew {len(s_img)} stroke images from {len(samples)} samples "
-              f"({', '.join(cfg.train_sources)}) in {time.perf_counter() - t0:.1f}s", flush=True)
+        print(
+            f"drew {len(s_img)} stroke images from {len(samples)} samples "
+            f"({', '.join(cfg.train_sources)}) in {time.perf_counter() - t0:.1f}s",
+            flush=True,
+        )
         images = np.concatenate([images, s_img])
         labels = np.concatenate([labels, s_lab])
     return images, labels, n_mnist
 
 
-def _dataset(images: npt.NDArray[np.uint8], labels: npt.NDArray[np.uint8], n_mnist: int, cfg: TrainConfig) -> Any:
+def _dataset(
+    images: npt.NDArray[np.uint8], labels: npt.NDArray[np.uint8], n_mnist: int, cfg: TrainConfig
+) -> Any:
     """Shuffled batches; MNIST scans get random slant, rotation, zoom and pen width
     (stroke renders were already augmented when drawn)."""
     import keras

@@ -39,12 +39,19 @@ class TensorSpec:
 
     @classmethod
     def from_card(cls, raw: dict[str, Any]) -> TensorSpec:
-        return cls(tuple(raw["shape"]), str(raw["dtype"]), float(raw["scale"]), int(raw["zero_point"]))
+        return cls(
+            tuple(raw["shape"]), str(raw["dtype"]), float(raw["scale"]), int(raw["zero_point"])
+        )
 
     @classmethod
     def from_details(cls, d: dict[str, Any]) -> TensorSpec:
         scale, zero_point = d["quantization"]
-        return cls(tuple(int(v) for v in d["shape"]), np.dtype(d["dtype"]).name, float(scale), int(zero_point))
+        return cls(
+            tuple(int(v) for v in d["shape"]),
+            np.dtype(d["dtype"]).name,
+            float(scale),
+            int(zero_point),
+        )
 
     def matches(self, other: TensorSpec) -> bool:
         return (
@@ -119,7 +126,9 @@ class _CpuRunner:
             bucket = next(b for b in _BUCKETS if b >= n)
             interp = self._get(bucket)
             if bucket != n:
-                chunk = np.concatenate([chunk, np.zeros((bucket - n, *chunk.shape[1:]), chunk.dtype)])
+                chunk = np.concatenate(
+                    [chunk, np.zeros((bucket - n, *chunk.shape[1:]), chunk.dtype)]
+                )
             inp, outp = self._details(interp)
             interp.set_tensor(inp["index"], chunk)
             interp.invoke()
@@ -180,7 +189,7 @@ class Model:
         self._runner = runner
 
     def predict_batch(self, images: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """(N, 28, 28) float images in [0, 1] (1 = ink) -> (N, 10) probabilities, rows summing to 1."""
+        """(N, 28, 28) float images in [0, 1] (1 = ink) -> (N, 10) probabilities (rows sum to 1)."""
         x = np.asarray(images, dtype=np.float32)
         if x.ndim != 3 or x.shape[1:] != (28, 28):
             raise ValueError(f"expected (N, 28, 28) images, got shape {x.shape}")
@@ -198,12 +207,14 @@ class Model:
             return np.clip(x, 0.0, 1.0)
         info = np.iinfo(np.dtype(spec.dtype))
         q = np.rint(np.clip(x, 0.0, 1.0) / spec.scale) + spec.zero_point
-        return np.clip(q, info.min, info.max).astype(spec.dtype)
+        clipped: npt.NDArray[Any] = np.clip(q, info.min, info.max).astype(spec.dtype)
+        return clipped
 
 
 def _softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+    probs: npt.NDArray[np.float32] = (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+    return probs
 
 
 def read_card(model_path: Path) -> dict[str, Any]:
@@ -222,7 +233,9 @@ def read_card(model_path: Path) -> dict[str, Any]:
     return card
 
 
-def load_model(path: Path | str = DEFAULT_MODEL, accelerator: Accelerator = "auto", threads: int = 1) -> Model:
+def load_model(
+    path: Path | str = DEFAULT_MODEL, accelerator: Accelerator = "auto", threads: int = 1
+) -> Model:
     """Load and check a model. 'gpu' fails unless LiteRT's GPU accelerator runs it;
     'auto' tries the GPU and falls back to the CPU. `Model.accelerator` says which runs."""
     path = Path(path)
@@ -236,7 +249,9 @@ def load_model(path: Path | str = DEFAULT_MODEL, accelerator: Accelerator = "aut
     if accelerator == "cpu":
         return Model(path, card, cpu, "cpu")
     try:
-        gpu = _GpuRunner(path, TensorSpec.from_card(card["input"]), TensorSpec.from_card(card["output"]))
+        gpu = _GpuRunner(
+            path, TensorSpec.from_card(card["input"]), TensorSpec.from_card(card["output"])
+        )
     except Exception as exc:  # any failure to set up the GPU means "no GPU here"
         if accelerator == "gpu":
             raise ModelError(f"GPU accelerator unavailable: {exc}") from exc
