@@ -1,0 +1,99 @@
+// The WebSocket to the recognition server: hello on every open, sequence numbers,
+// reconnection with exponential backoff. Knows the protocol's framing, not the drawing.
+
+export const PROTOCOL_VERSION = 1;
+
+const BACKOFF_FIRST_MS = 250;
+const BACKOFF_MAX_MS = 8000;
+
+/** The WebSocket address on the host that served this page. */
+export function defaultURL(location = window.location) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws`;
+}
+
+/**
+ * A self-healing connection. Events (all CustomEvent, payload in `detail`):
+ * - "state":   {state: "connecting"|"open"|"waiting", attempt, delayMs} connection state changes
+ * - "welcome": the server's welcome message; the session is ready for strokes
+ * - "message": every other server message (prediction, error, pong)
+ */
+export class Connection extends EventTarget {
+  constructor(url, hello) {
+    super();
+    this.url = url;
+    this.hello = hello;
+    this.ws = null;
+    this.ready = false;
+    this.seq = 0;
+    this.attempt = 0;
+    this.timer = null;
+    this.welcome = null;
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    this._emit("state", { state: "connecting", attempt: this.attempt });
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch (err) {
+      this._scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    ws.addEventListener("open", () => {
+      ws.send(JSON.stringify({ type: "hello", version: PROTOCOL_VERSION, ...this.hello }));
+    });
+    ws.addEventListener("message", (event) => this._onMessage(ws, event));
+    ws.addEventListener("close", (event) => this._onClose(ws, event));
+  }
+
+  /** Send a client message with the next sequence number; returns it, or null when offline. */
+  send(message) {
+    if (!this.ready) return null;
+    this.seq += 1;
+    this.ws.send(JSON.stringify({ ...message, seq: this.seq }));
+    return this.seq;
+  }
+
+  _onMessage(ws, event) {
+    if (ws !== this.ws || typeof event.data !== "string") return;
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (message.type === "welcome") {
+      this.ready = true;
+      this.attempt = 0;
+      this.welcome = message;
+      this._emit("state", { state: "open", attempt: 0 });
+      this._emit("welcome", message);
+    } else {
+      this._emit("message", message);
+    }
+  }
+
+  _onClose(ws, event) {
+    if (ws !== this.ws) return;
+    this.ws = null;
+    this.ready = false;
+    this._emit("closed", { code: event.code, reason: event.reason });
+    this._scheduleReconnect();
+  }
+
+  _scheduleReconnect() {
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** this.attempt);
+    const delayMs = Math.round(base * (0.75 + Math.random() * 0.5));
+    this.attempt += 1;
+    this._emit("state", { state: "waiting", attempt: this.attempt, delayMs });
+    this.timer = setTimeout(() => this.connect(), delayMs);
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
