@@ -22,7 +22,7 @@ let finalWanted = false; // the person asked for the final answer and has not dr
 let frameRequested = false;
 
 function maxPoints() {
-  const limit = conn.welcome?.limits?.points_per_message;
+  const limit = conn.welcome?.limits?.max_points_per_message;
   return Number.isInteger(limit) && limit > 0 ? limit : 256;
 }
 
@@ -88,7 +88,9 @@ function samePoint(a, b) {
 function onPointerDown(event) {
   if (activePointer !== null || (event.pointerType === "mouse" && event.button !== 0)) return;
   event.preventDefault();
+  conn.wake();
   activePointer = event.pointerId;
+  debug.lastPointerType = event.pointerType;
   pad.canvas.setPointerCapture(event.pointerId);
   if (ink.current) endStroke();
   const point = pad.toUnits(event);
@@ -167,6 +169,7 @@ function recognize() {
 }
 
 function onKeyDown(event) {
+  conn.wake();
   const onButton = event.target instanceof HTMLButtonElement;
   if (event.key === "Enter" && !onButton) {
     event.preventDefault();
@@ -183,15 +186,19 @@ function onKeyDown(event) {
 // ---- Showing predictions -----------------------------------------------------------------
 
 const result = $("result");
+const debug = { lastPredictionSeq: null, lastPointerType: null }; // read by the browser tests
 let announced = "";
 let predictionCount = 0;
 
 function onMessage({ detail: message }) {
   if (message.type === "prediction") onPrediction(message);
-  else if (message.type === "error") showError(describeError(message));
+  else if (message.type === "error" && message.code !== "idle_timeout") {
+    showError(describeError(message));
+  }
 }
 
 function onPrediction(p) {
+  debug.lastPredictionSeq = p.seq;
   if (typeof p.seq === "number" && p.seq < staleBefore) return;
   predictionCount += 1;
   result.dataset.count = String(predictionCount);
@@ -256,6 +263,7 @@ function onState({ detail }) {
   const text = {
     connecting: detail.attempt ? "Reconnecting…" : "Connecting…",
     open: "Connected",
+    idle: "Paused: draw to reconnect",
     waiting: `Connection lost, retrying in ${Math.max(1, Math.round((detail.delayMs ?? 0) / 1000))} s`,
   }[detail.state];
   $("conn-text").textContent = text;
@@ -269,8 +277,19 @@ function onWelcome({ detail: welcome }) {
   if (ink.isEmpty) showEmpty();
 }
 
+// What a person can do about the errors they can cause; other codes show the server's text.
+const ERROR_ADVICE = {
+  too_many_points: "That drawing has too many points for one digit: clear the pad and draw again.",
+  too_many_strokes: "That is a lot of strokes for one digit: clear the pad and draw again.",
+  rate_limited: "Too many updates at once; slowing down.",
+  overloaded: "The server is busy right now; the guess will catch up.",
+  too_many_connections: "The server has too many visitors right now; retrying.",
+  idle_timeout: "Paused after a while without drawing; it reconnects when you draw.",
+  internal: "Something went wrong on the server; try again.",
+};
+
 function describeError(e) {
-  const text = e.message || "The server could not handle that";
+  const text = ERROR_ADVICE[e.code] ?? e.message ?? "The server could not handle that.";
   return e.code ? `${text} (${e.code})` : text;
 }
 
@@ -317,9 +336,11 @@ function start() {
   conn.addEventListener("state", onState);
   conn.addEventListener("welcome", onWelcome);
   conn.addEventListener("message", onMessage);
-  window.addEventListener("online", () => conn.ws || conn.connect());
+  window.addEventListener("online", () => {
+    if (!conn.ws && !conn.idle) conn.connect();
+  });
   conn.connect();
-  window.digits = { ink, conn, pad };
+  window.digits = { ink, conn, pad, debug };
 }
 
 start();

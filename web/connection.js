@@ -14,7 +14,8 @@ export function defaultURL(location = window.location) {
 
 /**
  * A self-healing connection. Events (all CustomEvent, payload in `detail`):
- * - "state":   {state: "connecting"|"open"|"waiting", attempt, delayMs} connection state changes
+ * - "state":   {state: "connecting"|"open"|"waiting"|"idle", attempt, delayMs} connection state
+ *              changes; "idle" follows the server's idle timeout, and `wake()` ends it
  * - "welcome": the server's welcome message; the session is ready for strokes
  * - "message": every other server message (prediction, error, pong)
  */
@@ -29,6 +30,15 @@ export class Connection extends EventTarget {
     this.attempt = 0;
     this.timer = null;
     this.welcome = null;
+    this.idle = false;
+  }
+
+  /** Reconnect now if the server closed an idle connection; no-op otherwise. */
+  wake() {
+    if (this.idle) {
+      this.idle = false;
+      this.connect();
+    }
   }
 
   connect() {
@@ -73,6 +83,7 @@ export class Connection extends EventTarget {
       this._emit("state", { state: "open", attempt: 0 });
       this._emit("welcome", message);
     } else {
+      if (message.type === "error" && message.code === "idle_timeout") this.idle = true;
       this._emit("message", message);
     }
   }
@@ -81,7 +92,10 @@ export class Connection extends EventTarget {
     if (ws !== this.ws) return;
     this.ws = null;
     this.ready = false;
-    this._emit("closed", { code: event.code, reason: event.reason });
+    if (this.idle) {
+      this._emit("state", { state: "idle", attempt: 0 });
+      return;
+    }
     this._scheduleReconnect();
   }
 
