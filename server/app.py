@@ -1,0 +1,259 @@
+"""The aiohttp application: routes, app state, lifetimes and the thin WebSocket handler.
+
+Belongs here: everything that knows aiohttp. The handler admits a socket (origin, counts),
+then feeds its frames to a Connection and stops; all protocol decisions live in the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import weakref
+from collections import Counter
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from server.config import Settings
+from server.connection import Connection
+from server.errors import ClientError, CloseCode, Code
+from server.metrics import Metrics
+from server.model import Model, load_model
+from server.protocol import Error, encode
+from server.recognizer import Recognizer
+from server.session import Identity, Session
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+MODEL = web.AppKey("model", Model)
+RECOGNIZER = web.AppKey("recognizer", Recognizer)
+SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
+CLIENTS = web.AppKey("clients", Counter[str])  # open sockets per client address
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Whether a browser at `origin` may open a socket. No Origin header: not a browser,
+    allowed. With no `allowed` list the origin must match the Host header (same origin)."""
+    if origin is None or "*" in allowed:
+        return True
+    if allowed:
+        return origin.rstrip("/") in allowed
+    parts = urlsplit(origin)
+    same_host = host is not None and parts.netloc.lower() == host.lower()
+    return parts.scheme in ("http", "https") and same_host
+
+
+class _WsPeer:
+    """A WebSocketResponse as the `Peer` a Connection talks to."""
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.ws, self.request = ws, request
+
+    async def send(self, data: bytes | str) -> None:
+        if self.ws.closed:
+            return
+        try:
+            if isinstance(data, bytes):
+                await self.ws.send_bytes(data)
+            else:
+                await self.ws.send_str(data)
+        except ConnectionError:  # the peer went away mid-send; the handler will notice
+            pass
+
+    def buffered(self) -> int:
+        transport = self.request.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
+    async def wait_writable(self, limit: int) -> None:
+        # aiohttp exposes no "buffer drained" event to wait on, so poll gently.
+        while not self.ws.closed and self.buffered() > limit:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.ws.close(code=code, message=reason.encode()[:120])
+
+
+async def _refuse(ws: web.WebSocketResponse, app: web.Application) -> None:
+    """Tell a client over the connection limits why, in its encoding, and close (1013)."""
+    app[METRICS].errors.labels(Code.TOO_MANY_CONNECTIONS).inc()
+    error = Error(Code.TOO_MANY_CONNECTIONS, "too many connections; try again later")
+    try:
+        first = await ws.receive(timeout=2.0)  # its hello tells us msgpack or JSON
+        binary = first.type is not WSMsgType.TEXT
+    except TimeoutError:
+        binary = True
+    if not ws.closed:
+        data = encode(error, binary)
+        await (ws.send_bytes(data) if isinstance(data, bytes) else ws.send_str(data))
+    await ws.close(code=CloseCode.OVERLOADED, message=Code.TOO_MANY_CONNECTIONS.encode())
+
+
+def _admit(app: web.Application, client: str) -> bool:
+    limits = app[SETTINGS].limits
+    counts = app[CLIENTS]
+    if (
+        counts.total() >= limits.max_connections
+        or counts[client] >= limits.max_connections_per_client
+    ):
+        return False
+    counts[client] += 1
+    return True
+
+
+def _release(app: web.Application, client: str) -> None:
+    counts = app[CLIENTS]
+    counts[client] -= 1
+    if counts[client] <= 0:
+        del counts[client]
+
+
+def _new_session(app: web.Application) -> Session:
+    model, settings = app[MODEL], app[SETTINGS]
+    identity = Identity(
+        session=secrets.token_urlsafe(9),
+        resume_token=secrets.token_urlsafe(18),
+        model=model.name,
+        accelerator=model.accelerator,
+        runtime=model.runtime,
+        limits=settings.limits,
+    )
+    return Session(identity)
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """GET /ws: one drawing session per socket."""
+    app, settings = request.app, request.app[SETTINGS]
+    if not origin_allowed(request.headers.get("Origin"), request.host, settings.allowed_origins):
+        app[METRICS].errors.labels("bad_origin").inc()
+        raise web.HTTPForbidden(text="origin not allowed")
+    limits = settings.limits
+    ws = web.WebSocketResponse(
+        heartbeat=limits.heartbeat_s,  # drops dead peers and never-reading clients
+        max_msg_size=limits.max_frame_bytes,  # larger frames close with 1009
+        compress=False,  # predictions are small; deflate would cost CPU per frame
+        timeout=2.0,  # close handshake
+    )
+    await ws.prepare(request)
+    client = request.remote or "?"
+    if not _admit(app, client):
+        await _refuse(ws, app)
+        return ws
+    app[SOCKETS].add(ws)
+    app[METRICS].connections.inc()
+    conn = Connection(
+        _WsPeer(ws, request),
+        _new_session(app),
+        app[RECOGNIZER],
+        app[METRICS],
+        settings.send_buffer_bytes,
+    )
+    try:
+        await _serve(ws, conn, limits.idle_timeout_s)
+    finally:
+        await conn.stop()
+        _release(app, client)
+        app[METRICS].connections.dec()
+    return ws
+
+
+async def _serve(ws: web.WebSocketResponse, conn: Connection, idle_timeout: float) -> None:
+    """Feed frames to the connection until either side closes."""
+    while conn.open and not ws.closed:
+        try:
+            msg = await ws.receive(timeout=idle_timeout)
+        except TimeoutError:
+            await conn.fail(ClientError(Code.IDLE_TIMEOUT, f"no message for {idle_timeout:g} s"))
+            return
+        if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            if msg.type is WSMsgType.ERROR:
+                log.debug("socket error: %s", msg.data)
+            return
+        try:
+            await conn.receive(msg.data)
+        except Exception:  # a bug of ours: the client learns only "internal"
+            log.exception("failed handling a client message")
+            await conn.fail(ClientError(Code.INTERNAL, "internal error"))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers HTTP."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: the model is loaded and the batcher runs."""
+    app = request.app
+    if MODEL not in app or RECOGNIZER not in app or not app[RECOGNIZER].batcher.running:
+        return web.json_response({"status": "starting"}, status=503)
+    model = app[MODEL]
+    body = {"status": "ready", "model": model.name, "accelerator": model.accelerator}
+    return web.json_response({**body, "runtime": model.runtime, "path": str(model.path)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format."""
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    page = request.app[SETTINGS].web_dir / "index.html"
+    if not page.is_file():
+        raise web.HTTPNotFound(text="no page: web/index.html is missing")
+    return web.FileResponse(page)
+
+
+def _inference(preloaded: Model | None) -> object:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        if preloaded is None:
+            load = lambda: load_model(settings.model, settings.accelerator, settings.threads)  # noqa: E731
+            app[MODEL] = await asyncio.get_running_loop().run_in_executor(None, load)
+        recognizer = Recognizer(
+            app[MODEL],
+            max_batch=settings.batch_max,
+            max_wait=settings.batch_wait_ms / 1000.0,
+            max_queue=settings.queue_max,
+            on_batch=app[METRICS].observe_batch,
+        )
+        app[RECOGNIZER] = recognizer
+        recognizer.start()
+        yield
+        await recognizer.stop()
+
+    return ctx
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """On shutdown: close every open socket with 1001 (going away)."""
+    live = app[SOCKETS]
+    sockets = list(live)
+    await asyncio.gather(
+        *(ws.close(code=CloseCode.GOING_AWAY, message=b"server shutdown") for ws in sockets),
+        return_exceptions=True,
+    )
+
+
+def create_app(settings: Settings, model: Model | None = None) -> web.Application:
+    """The application. Pass a loaded `model` to share it (tests); else it loads at startup."""
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[SOCKETS] = weakref.WeakSet()
+    app[CLIENTS] = Counter()
+    if model is not None:
+        app[MODEL] = model
+    app.cleanup_ctx.append(_inference(model))  # type: ignore[arg-type]
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_get("/", index)
+    app.router.add_get("/ws", websocket)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    if settings.web_dir.is_dir():
+        app.router.add_static("/", settings.web_dir)
+    return app

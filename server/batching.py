@@ -1,0 +1,170 @@
+"""A generic asyncio micro-batcher: many awaiting callers -> one batched call in a thread.
+
+Belongs here: the bounded queue, the batch-size and wait limits, running the batch function
+in an executor and handing each caller its result. It knows nothing about digits or
+WebSockets. Contract: `fn` maps a list to a list of the same length; an exception from `fn`
+reaches every caller of that batch; callers cancelled while queued are skipped; the wait
+clock starts at the first queued item; `start` and `stop` are called explicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class QueueFull(RuntimeError):
+    """The batcher's queue holds `max_queue` items already; the caller may retry later."""
+
+
+class BatcherStopped(RuntimeError):
+    """The batcher is not running (not started yet, or stopped)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStats:
+    """What one batch looked like, for metrics."""
+
+    size: int
+    waits: tuple[float, ...]  # seconds each item spent queued
+    run_s: float  # seconds `fn` took
+
+
+@dataclass(slots=True)
+class _Pending(Generic[T, R]):
+    item: T
+    future: asyncio.Future[R]
+    queued_at: float
+
+
+class MicroBatcher(Generic[T, R]):
+    """Collects items from concurrent `submit` calls and runs `fn` on them in batches.
+
+    A batch is dispatched when `max_batch` items are queued or `max_wait` seconds after
+    its first item was queued, whichever is first. `fn` runs in `executor` (by default a
+    dedicated single thread), so the event loop keeps serving while it runs; items that
+    arrive meanwhile form the next batch.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[list[T]], Sequence[R]],
+        *,
+        max_batch: int = 32,
+        max_wait: float = 0.001,
+        max_queue: int = 4096,
+        executor: Executor | None = None,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
+        if max_batch < 1 or max_queue < 1 or max_wait < 0:
+            raise ValueError("max_batch and max_queue must be >= 1, max_wait >= 0")
+        self._fn = fn
+        self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait, max_queue
+        self._executor = executor
+        self._own_executor = executor is None
+        self._on_batch = on_batch
+        self._queue: deque[_Pending[T, R]] = deque()
+        self._arrived = asyncio.Event()  # the queue became non-empty or reached max_batch
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def __len__(self) -> int:
+        """Items queued, not yet dispatched."""
+        return len(self._queue)
+
+    def start(self) -> None:
+        """Start dispatching batches on the running event loop."""
+        if self.running:
+            return
+        self._stopping = False
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="batcher")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        """Finish the queued items and the batch in flight, then stop. Idempotent."""
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            self._arrived.set()
+            await task
+        if self._own_executor and self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def submit(self, item: T) -> R:
+        """Queue `item`, wait for its batch, and return its result (or raise fn's error).
+        Raises QueueFull at once when the queue is full, BatcherStopped when not running."""
+        if not self.running or self._stopping:
+            raise BatcherStopped("batcher is not running")
+        if len(self._queue) >= self.max_queue:
+            raise QueueFull(f"{self.max_queue} items already queued")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(item, future, time.perf_counter()))
+        if len(self._queue) == 1 or len(self._queue) >= self.max_batch:
+            self._arrived.set()
+        return await future
+
+    async def _run(self) -> None:
+        while self._queue or not self._stopping:
+            if not self._queue:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            if not self._stopping:
+                await self._fill(self._queue[0].queued_at)
+            batch = self._take()
+            if batch:
+                await self._dispatch(batch)
+
+    async def _fill(self, first_at: float) -> None:
+        """Wait until max_batch items are queued or max_wait has passed since `first_at`."""
+        remaining = first_at + self.max_wait - time.perf_counter()
+        if len(self._queue) >= self.max_batch or remaining <= 0:
+            return
+        self._arrived.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._arrived.wait(), remaining)
+
+    def _take(self) -> list[_Pending[T, R]]:
+        batch: list[_Pending[T, R]] = []
+        while self._queue and len(batch) < self.max_batch:
+            pending = self._queue.popleft()
+            if not pending.future.cancelled():  # the caller gave up: skip its item
+                batch.append(pending)
+        return batch
+
+    async def _dispatch(self, batch: list[_Pending[T, R]]) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        items = [p.item for p in batch]
+        try:
+            results = await loop.run_in_executor(self._executor, self._fn, items)
+            if len(results) != len(batch):
+                raise RuntimeError(
+                    f"batch function returned {len(results)} results for {len(batch)}"
+                )
+        except Exception as exc:  # one error reaches every caller of the batch
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+        else:
+            for p, result in zip(batch, results, strict=True):
+                if not p.future.done():
+                    p.future.set_result(result)
+        if self._on_batch is not None:
+            waits = tuple(started - p.queued_at for p in batch)
+            self._on_batch(BatchStats(len(batch), waits, time.perf_counter() - started))

@@ -1,0 +1,121 @@
+"""Server settings: one frozen object built from defaults, DIGITS_* variables and flags.
+
+Belongs here: every tunable and its default. Precedence: command-line flag, then the
+environment variable DIGITS_<NAME> (e.g. DIGITS_PORT, DIGITS_MAX_CONNECTIONS), then default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from server.model import DEFAULT_MODEL, Accelerator
+from server.protocol import Limits
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+ACCELERATORS = ("auto", "cpu", "gpu")
+
+_HELP = {
+    "host": "address to listen on",
+    "port": "TCP port (0 picks a free one)",
+    "model": "the .tflite model (its .json card must sit beside it)",
+    "accelerator": "auto | cpu | gpu",
+    "threads": "TFLite interpreter threads",
+    "web_dir": "directory of static files served at /",
+    "log_level": "DEBUG | INFO | WARNING | ERROR",
+    "allowed_origins": "browser origins allowed on /ws (comma-separated; none = same origin; *)",
+    "batch_max": "largest inference batch",
+    "batch_wait_ms": "longest wait for a batch to fill, from its first item",
+    "queue_max": "most snapshots queued for inference before clients get 'overloaded'",
+    "send_buffer_bytes": "above this many unsent bytes, live predictions wait and may be dropped",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server can be told. `limits` is announced to every client."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    model: Path = DEFAULT_MODEL
+    accelerator: Accelerator = "auto"
+    threads: int = 1
+    web_dir: Path = WEB_DIR
+    log_level: str = "INFO"
+    allowed_origins: tuple[str, ...] = ()
+    batch_max: int = 64
+    batch_wait_ms: float = 1.0
+    queue_max: int = 4096
+    send_buffer_bytes: int = 65536
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(f"accelerator must be one of {', '.join(ACCELERATORS)}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be 0..65535")
+
+
+def _convert(kind: type, raw: str) -> Any:
+    if kind is tuple:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if kind is bool:
+        return raw.lower() in ("1", "true", "yes", "on")
+    return kind(raw)
+
+
+def _options() -> list[tuple[str, type, Any, bool]]:
+    """(name, type, default, is_limit) for every setting."""
+    out = []
+    for defaults, is_limit in ((Settings(), False), (Limits(), True)):
+        for f in dataclasses.fields(defaults):
+            if f.name != "limits":
+                default = getattr(defaults, f.name)
+                out.append((f.name, type(default), default, is_limit))
+    return out
+
+
+def _converter(kind: type) -> Callable[[str], Any]:
+    return lambda raw: _convert(kind, raw)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="digits-server",
+        description="Live handwritten-digit recognition over WebSocket.",
+        epilog="Every flag has an environment variable DIGITS_<FLAG>, e.g. DIGITS_PORT=9000.",
+    )
+    for name, kind, default, _ in _options():
+        shown = ",".join(default) if kind is tuple else default
+        help_text = _HELP.get(name, "limit announced to clients") + f" (default: {shown})"
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=_converter(kind),
+            default=None,
+            help=help_text,
+        )
+    return p
+
+
+def load_settings(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from flags (argv), then DIGITS_* variables (environ), then defaults."""
+    args = vars(parser().parse_args(argv))
+    env = os.environ if environ is None else environ
+    top: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    for name, kind, _, is_limit in _options():
+        value = args.get(name)
+        raw = env.get("DIGITS_" + name.upper())
+        if value is None and raw is not None:
+            value = _convert(kind, raw)
+        if value is not None:
+            (limits if is_limit else top)[name] = value
+    return Settings(**top, limits=Limits(**limits))

@@ -1,0 +1,160 @@
+"""One client connection: frames in, session actions executed, predictions out.
+
+Belongs here: the rate limit, turning ClientErrors into error messages and closes (the one
+place that does), the per-session prediction task, and the slow-reader rule. It knows
+asyncio but not aiohttp: the socket is reached through the small `Peer` protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from server.errors import ClientError, Code, Flooding
+from server.metrics import Metrics
+from server.protocol import (
+    Error,
+    Hello,
+    Limits,
+    Ping,
+    Prediction,
+    Recognize,
+    ServerMessage,
+    decode,
+    encode,
+    message_type,
+    peek_seq,
+)
+from server.ratelimit import TokenBucket, Verdict
+from server.recognizer import Recognizer
+from server.session import Action, Predict, Send, Session, Snapshot
+
+log = logging.getLogger(__name__)
+
+
+class Peer(Protocol):
+    """The socket, as a connection sees it."""
+
+    async def send(self, data: bytes | str) -> None:
+        """Send one frame; returns quietly if the socket has closed."""
+
+    def buffered(self) -> int:
+        """Bytes written but not yet accepted by the network."""
+
+    async def wait_writable(self, limit: int) -> None:
+        """Return once at most `limit` bytes are buffered, or the socket has closed."""
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class Connection:
+    """Drives one Session from a Peer's frames. `receive` returns False once it closed."""
+
+    def __init__(
+        self,
+        peer: Peer,
+        session: Session,
+        recognizer: Recognizer,
+        metrics: Metrics,
+        send_buffer_bytes: int,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.peer, self.session, self.recognizer, self.metrics = peer, session, recognizer, metrics
+        self.limits: Limits = session.limits
+        self.send_buffer_bytes = send_buffer_bytes
+        self.clock = clock
+        self.bucket = TokenBucket(
+            self.limits.messages_per_second, self.limits.message_burst, clock()
+        )
+        self.binary = True  # reply in the encoding of the client's last frame
+        self.open = True
+        self._updated_at = clock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def receive(self, data: bytes | str) -> bool:
+        """Handle one frame. Returns False when the connection has been closed."""
+        now = self.clock()
+        self.binary = isinstance(data, bytes)
+        verdict = self.bucket.spend(now)
+        try:
+            if verdict is Verdict.FLOOD:
+                raise Flooding()
+            if verdict is Verdict.REFUSE:
+                raise ClientError(Code.RATE_LIMITED, "message rate limit exceeded", peek_seq(data))
+            msg = decode(data, self.limits)
+            self.metrics.messages.labels(message_type(msg)).inc()
+            if not isinstance(msg, Hello | Ping | Recognize):
+                self._updated_at = now
+            actions = self.session.apply(msg)
+        except ClientError as exc:
+            return await self.fail(exc if exc.seq is not None else exc.with_seq(peek_seq(data)))
+        await self._run(actions)
+        return self.open
+
+    async def fail(self, exc: ClientError) -> bool:
+        """Tell the client about `exc`; close if the connection cannot continue.
+        Returns whether the connection is still open."""
+        self.metrics.errors.labels(exc.code).inc()
+        await self._send(Error(exc.code, exc.message, exc.seq))
+        if exc.close_code is not None:
+            await self.close(exc.close_code, exc.code)
+        return self.open
+
+    async def close(self, code: int, reason: str) -> None:
+        self.open = False
+        await self.peer.close(code, reason)
+
+    async def stop(self) -> None:
+        """Abandon the prediction in flight (the socket is gone)."""
+        self.open = False
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                await self._send(action.message)
+            elif isinstance(action, Predict):  # Session allows one at a time
+                self._task = asyncio.create_task(self._predict_until_clean(action.snapshot))
+
+    async def _send(self, msg: ServerMessage) -> None:
+        if self.open:
+            await self.peer.send(encode(msg, self.binary))
+
+    async def _predict_until_clean(self, snap: Snapshot) -> None:
+        """Predict `snap`, then whatever newer ink the session wants, until it wants none."""
+        next_snap: Snapshot | None = snap
+        while next_snap is not None and self.open:
+            await self._predict_one(next_snap, self._updated_at)
+            actions = self.session.prediction_done()
+            next_snap = next((a.snapshot for a in actions if isinstance(a, Predict)), None)
+
+    async def _predict_one(self, snap: Snapshot, updated_at: float) -> None:
+        try:
+            prediction = await self.recognizer.predict(
+                snap, self.session.top_k, self.session.preview
+            )
+            await self._deliver(prediction, updated_at)
+        except ClientError as exc:
+            await self.fail(exc)
+        except Exception:  # our bug: log it, tell the client nothing but "internal"
+            log.exception("prediction failed")
+            await self.fail(ClientError(Code.INTERNAL, "internal error", snap.seq))
+
+    async def _deliver(self, prediction: Prediction, updated_at: float) -> None:
+        """Send a prediction. A live one waits while the client is not reading, and is
+        dropped if newer ink arrived meanwhile; final answers are never dropped."""
+        if not prediction.final and self.peer.buffered() > self.send_buffer_bytes:
+            await self.peer.wait_writable(self.send_buffer_bytes)
+            if self.session.dirty:
+                self.metrics.dropped.inc()
+                return
+        await self._send(prediction)
+        kind = "empty" if prediction.empty else "final" if prediction.final else "live"
+        self.metrics.predictions.labels(kind).inc()
+        self.metrics.latency.observe(self.clock() - updated_at)

@@ -1,0 +1,87 @@
+"""The one error root of the server, and the table of client fault codes.
+
+Belongs here: every error a client can cause, with its stable code and, where the
+connection cannot continue, its WebSocket close code. Nothing else decides close codes.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the server uses (RFC 6455, section 7.4.1)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    POLICY = 1008
+    TOO_BIG = 1009
+    INTERNAL = 1011
+    OVERLOADED = 1013
+
+
+class Code(StrEnum):
+    """Stable error codes sent in `error` messages; clients may switch on them."""
+
+    BAD_FRAME = "bad_frame"  # not msgpack / JSON, or not a map with a string "type"
+    UNKNOWN_TYPE = "unknown_type"  # "type" names no client message
+    BAD_MESSAGE = "bad_message"  # missing field, wrong type, value out of its range
+    BAD_NUMBER = "bad_number"  # NaN, infinity or a coordinate beyond the limit
+    BAD_VERSION = "bad_version"  # hello asks for a protocol version we do not speak
+    HELLO_FIRST = "hello_first"  # the first message was not hello
+    ALREADY_HELLO = "already_hello"  # a second hello
+    NO_STROKE = "no_stroke"  # points or end outside a stroke
+    TOO_MANY_POINTS = "too_many_points"  # per message or per session
+    TOO_MANY_STROKES = "too_many_strokes"  # per session
+    RATE_LIMITED = "rate_limited"  # messages beyond the token bucket; flooding closes
+    FRAME_TOO_BIG = "frame_too_big"  # a frame above max_frame_bytes
+    TOO_MANY_CONNECTIONS = "too_many_connections"  # total or per client address
+    IDLE_TIMEOUT = "idle_timeout"  # nothing received for idle_timeout_s
+    OVERLOADED = "overloaded"  # the inference queue is full; try again
+    INTERNAL = "internal"  # our bug; details are logged, never sent
+
+
+#: Codes after which the connection is closed, and the close code used.
+FATAL: dict[Code, CloseCode] = {
+    Code.BAD_VERSION: CloseCode.POLICY,
+    Code.HELLO_FIRST: CloseCode.POLICY,
+    Code.FRAME_TOO_BIG: CloseCode.TOO_BIG,
+    Code.TOO_MANY_CONNECTIONS: CloseCode.OVERLOADED,
+    Code.IDLE_TIMEOUT: CloseCode.NORMAL,
+    Code.INTERNAL: CloseCode.INTERNAL,
+}
+
+
+class DigitsError(Exception):
+    """Root of every error the server raises on purpose."""
+
+
+class ClientError(DigitsError):
+    """A fault of the client: it reaches the client as an error message with `code`,
+    followed by a close with `close_code` when the connection cannot continue."""
+
+    def __init__(self, code: Code, message: str, seq: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.seq = seq
+
+    @property
+    def close_code(self) -> CloseCode | None:
+        """The close code that must follow this error, or None to keep the connection."""
+        return FATAL.get(self.code)
+
+    def with_seq(self, seq: int | None) -> ClientError:
+        """The same error, naming the client sequence number it refers to."""
+        return ClientError(self.code, self.message, seq)
+
+
+class Flooding(ClientError):
+    """Rate limit exceeded for long enough that the connection is closed (1008)."""
+
+    def __init__(self) -> None:
+        super().__init__(Code.RATE_LIMITED, "message rate limit exceeded; closing")
+
+    @property
+    def close_code(self) -> CloseCode | None:
+        return CloseCode.POLICY

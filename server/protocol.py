@@ -1,0 +1,392 @@
+"""The wire protocol, version 1: message types, their codecs and the limits they obey.
+
+Belongs here: frozen message dataclasses, decode/encode for both directions (msgpack in
+binary frames, JSON in text frames), validation of every client field. No I/O, no state,
+no clock; a decode failure is a ClientError with a stable code. See docs/PROTOCOL.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from server.errors import ClientError, Code
+
+VERSION = 1
+MAX_TOP_K = 10
+MAX_SEQ = 2**53 - 1  # exact in JSON numbers and doubles
+
+Point = tuple[float, ...]  # (x, y) or (x, y, t)
+Points = tuple[Point, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Every limit a connection obeys; all are settings and all are announced in welcome."""
+
+    max_frame_bytes: int = 65536
+    max_points_per_message: int = 512
+    max_points_per_session: int = 20000
+    max_strokes_per_session: int = 100
+    max_coordinate: float = 1e6
+    messages_per_second: float = 200.0
+    message_burst: int = 400
+    max_connections: int = 4096
+    max_connections_per_client: int = 64
+    idle_timeout_s: float = 300.0
+    heartbeat_s: float = 30.0
+
+    def to_wire(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---- client -> server ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    version: int = VERSION
+    top_k: int = 3
+    preview: bool = False
+    resume: str | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Begin a new stroke, optionally with its first points."""
+
+    points: Points = ()
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PointsMsg:
+    """Append points to the open stroke (wire type "points")."""
+
+    points: Points = ()
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """End the open stroke, optionally with its last points."""
+
+    points: Points = ()
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Undo:
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Clear:
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recognize:
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    seq: int | None = None
+
+
+ClientMessage = Hello | Start | PointsMsg | End | Undo | Clear | Recognize | Ping
+
+# ---- server -> client ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    session: str
+    resume_token: str
+    model: str
+    accelerator: str
+    runtime: str
+    top_k: int
+    preview: bool
+    limits: Limits = field(default_factory=Limits)
+    version: int = VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Guess:
+    digit: int
+    p: float
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The model's answer for the ink as of client message `seq`."""
+
+    seq: int | None
+    final: bool
+    empty: bool
+    top: tuple[Guess, ...] = ()
+    bbox: tuple[float, float, float, float] | None = None
+    strokes: int = 0
+    input: bytes | None = None  # 784 uint8, row-major, 255 = ink; only with preview
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: str
+    message: str
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    seq: int | None = None
+
+
+ServerMessage = Welcome | Prediction | Error | Pong
+
+# ---- framing ---------------------------------------------------------------------------
+
+
+def _load(data: bytes | str) -> Any:
+    """A frame's payload: msgpack for bytes, JSON for str; ClientError(BAD_FRAME) if neither."""
+    try:
+        if isinstance(data, str):
+            return json.loads(data)
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
+        kind = "JSON" if isinstance(data, str) else "msgpack"
+        raise ClientError(Code.BAD_FRAME, f"frame is not valid {kind}") from exc
+
+
+def _dump(obj: dict[str, Any], binary: bool) -> bytes | str:
+    if binary:
+        packed: bytes = msgpack.packb(obj, use_bin_type=True)
+        return packed
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+
+
+def _typed_map(data: bytes | str) -> tuple[str, Mapping[str, Any]]:
+    obj = _load(data)
+    if not isinstance(obj, dict):
+        raise ClientError(Code.BAD_FRAME, "a message must be a map")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise ClientError(Code.BAD_FRAME, 'a message needs a string "type"')
+    return kind, obj
+
+
+# ---- validation of client fields -------------------------------------------------------
+
+
+def _bad(message: str, code: Code = Code.BAD_MESSAGE) -> ClientError:
+    return ClientError(code, message)
+
+
+def _int(obj: Mapping[str, Any], key: str, lo: int, hi: int, default: int | None) -> int | None:
+    value = obj.get(key, default)
+    if value is None:
+        return None
+    if type(value) is not int or not lo <= value <= hi:
+        raise _bad(f"{key} must be an integer from {lo} to {hi}")
+    return value
+
+
+def _seq(obj: Mapping[str, Any]) -> int | None:
+    return _int(obj, "seq", 0, MAX_SEQ, None)
+
+
+def _number(value: Any, limit: float) -> float:
+    if type(value) not in (int, float):
+        raise _bad("coordinates must be numbers")
+    if type(value) is float and not math.isfinite(value):
+        raise _bad("coordinates must be finite", Code.BAD_NUMBER)
+    if abs(value) > limit:
+        raise _bad(f"coordinates must be within ±{limit:g}", Code.BAD_NUMBER)
+    return float(value)
+
+
+def _points(obj: Mapping[str, Any], limits: Limits, required: bool) -> Points:
+    raw = obj.get("points")
+    if raw is None and not required:
+        return ()
+    if not isinstance(raw, list):
+        raise _bad("points must be a list of [x, y] or [x, y, t]")
+    if len(raw) > limits.max_points_per_message:
+        raise _bad(
+            f"at most {limits.max_points_per_message} points per message", Code.TOO_MANY_POINTS
+        )
+    out = []
+    for p in raw:
+        if not isinstance(p, list) or len(p) not in (2, 3):
+            raise _bad("each point must be [x, y] or [x, y, t]")
+        out.append(tuple(_number(v, limits.max_coordinate) for v in p))
+    return tuple(out)
+
+
+def _hello(obj: Mapping[str, Any], limits: Limits) -> Hello:
+    version = _int(obj, "version", 0, MAX_SEQ, None)
+    if version is None:
+        raise _bad("hello needs an integer version")
+    if version != VERSION:
+        raise ClientError(
+            Code.BAD_VERSION, f"protocol version {version} unsupported; use {VERSION}"
+        )
+    preview = obj.get("preview", False)
+    if not isinstance(preview, bool):
+        raise _bad("preview must be true or false")
+    resume = obj.get("resume")
+    if resume is not None and (not isinstance(resume, str) or len(resume) > 256):
+        raise _bad("resume must be a string of at most 256 characters")
+    top_k = _int(obj, "top_k", 1, MAX_TOP_K, 3)
+    assert top_k is not None
+    return Hello(version, top_k, preview, resume, _seq(obj))
+
+
+_DECODERS: dict[str, Callable[[Mapping[str, Any], Limits], ClientMessage]] = {
+    "hello": _hello,
+    "start": lambda o, lim: Start(_points(o, lim, False), _seq(o)),
+    "points": lambda o, lim: PointsMsg(_points(o, lim, True), _seq(o)),
+    "end": lambda o, lim: End(_points(o, lim, False), _seq(o)),
+    "undo": lambda o, lim: Undo(_seq(o)),
+    "clear": lambda o, lim: Clear(_seq(o)),
+    "recognize": lambda o, lim: Recognize(_seq(o)),
+    "ping": lambda o, lim: Ping(_seq(o)),
+}
+
+
+def peek_seq(data: bytes | str) -> int | None:
+    """The frame's "seq" when it has a valid one, for naming it in an error; else None."""
+    try:
+        _, obj = _typed_map(data)
+        return _seq(obj)
+    except ClientError:
+        return None
+
+
+def decode(data: bytes | str, limits: Limits = Limits()) -> ClientMessage:
+    """Parse and validate one client frame. Raises ClientError naming what is wrong,
+    with the frame's seq when it has one. Unknown fields are ignored."""
+    kind, obj = _typed_map(data)
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise ClientError(Code.UNKNOWN_TYPE, f"unknown message type {kind[:40]!r}", peek_seq(data))
+    try:
+        return decoder(obj, limits)
+    except ClientError as exc:
+        raise exc.with_seq(peek_seq(data)) from None
+
+
+# ---- encoding --------------------------------------------------------------------------
+
+_CLIENT_TYPES: dict[type, str] = {
+    Hello: "hello",
+    Start: "start",
+    PointsMsg: "points",
+    End: "end",
+    Undo: "undo",
+    Clear: "clear",
+    Recognize: "recognize",
+    Ping: "ping",
+}
+
+
+def message_type(msg: ClientMessage) -> str:
+    """The wire "type" of a client message."""
+    return _CLIENT_TYPES[type(msg)]
+
+
+def encode_client(msg: ClientMessage, binary: bool = True) -> bytes | str:
+    """A client message as a frame: msgpack bytes when `binary`, else JSON text."""
+    obj: dict[str, Any] = {"type": _CLIENT_TYPES[type(msg)]}
+    for f in dataclasses.fields(msg):
+        value = getattr(msg, f.name)
+        if f.name == "points":
+            obj["points"] = [list(p) for p in value]
+        elif value is not None:
+            obj[f.name] = value
+    return _dump(obj, binary)
+
+
+def _prediction_wire(msg: Prediction, binary: bool) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "type": "prediction",
+        "seq": msg.seq,
+        "final": msg.final,
+        "empty": msg.empty,
+        "top": [{"digit": g.digit, "p": g.p} for g in msg.top],
+        "bbox": None if msg.bbox is None else list(msg.bbox),
+        "strokes": msg.strokes,
+    }
+    if msg.input is not None:
+        obj["input"] = msg.input if binary else base64.b64encode(msg.input).decode("ascii")
+    return obj
+
+
+def encode(msg: ServerMessage, binary: bool) -> bytes | str:
+    """A server message as a frame: msgpack bytes when `binary`, else JSON text."""
+    if isinstance(msg, Prediction):
+        return _dump(_prediction_wire(msg, binary), binary)
+    if isinstance(msg, Welcome):
+        obj = {"type": "welcome", **{f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}}
+        obj["limits"] = msg.limits.to_wire()
+        return _dump(obj, binary)
+    kind = "error" if isinstance(msg, Error) else "pong"
+    return _dump({"type": kind, **dataclasses.asdict(msg)}, binary)
+
+
+# ---- decoding server messages (for clients) ----------------------------------------------
+
+
+def _prediction_from(obj: Mapping[str, Any]) -> Prediction:
+    raw_input = obj.get("input")
+    if isinstance(raw_input, str):
+        raw_input = base64.b64decode(raw_input)
+    bbox = obj.get("bbox")
+    return Prediction(
+        seq=obj.get("seq"),
+        final=bool(obj["final"]),
+        empty=bool(obj["empty"]),
+        top=tuple(Guess(int(g["digit"]), float(g["p"])) for g in obj["top"]),
+        bbox=None
+        if bbox is None
+        else (float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])),
+        strokes=int(obj["strokes"]),
+        input=raw_input,
+    )
+
+
+def _welcome_from(obj: Mapping[str, Any]) -> Welcome:
+    known = {f.name for f in dataclasses.fields(Limits)}
+    limits = Limits(**{k: v for k, v in obj["limits"].items() if k in known})
+    fields = {f.name for f in dataclasses.fields(Welcome)} - {"limits"}
+    return Welcome(limits=limits, **{k: obj[k] for k in fields})
+
+
+_SERVER_DECODERS: dict[str, Callable[[Mapping[str, Any]], ServerMessage]] = {
+    "prediction": _prediction_from,
+    "welcome": _welcome_from,
+    "error": lambda o: Error(str(o["code"]), str(o["message"]), o.get("seq")),
+    "pong": lambda o: Pong(o.get("seq")),
+}
+
+
+def decode_server(data: bytes | str) -> ServerMessage:
+    """Parse one server frame (the client side). Raises ClientError(BAD_FRAME) on garbage."""
+    kind, obj = _typed_map(data)
+    decoder = _SERVER_DECODERS.get(kind)
+    if decoder is None:
+        raise ClientError(Code.UNKNOWN_TYPE, f"unknown server message type {kind[:40]!r}")
+    try:
+        return decoder(obj)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ClientError(Code.BAD_FRAME, f"malformed {kind} message: {exc}") from exc

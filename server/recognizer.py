@@ -1,0 +1,116 @@
+"""Snapshots of ink -> predictions, micro-batched across all sessions.
+
+Belongs here: the batch function (rasterize, then one `predict_batch` call, in the
+batcher's thread), top-k, bounding box and preview bytes. No sockets, no session state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from server.batching import BatchStats, MicroBatcher, QueueFull
+from server.errors import ClientError, Code
+from server.model import Model
+from server.protocol import Guess, Prediction
+from server.raster import Image, InkError, ink_bounds, rasterize
+from server.session import Snapshot, Stroke
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the batch function found for one snapshot."""
+
+    probs: npt.NDArray[np.float32] | None  # (10,), None when the ink was empty or bad
+    image: Image | None
+    bbox: tuple[float, float, float, float] | None
+    error: str | None = None
+
+
+def _raster_one(strokes: tuple[Stroke, ...]) -> tuple[Image | None, str | None]:
+    try:
+        return rasterize(strokes), None
+    except InkError as exc:  # protocol validation should make this unreachable
+        return None, str(exc)
+
+
+def predict_strokes(model: Model, batch: list[tuple[Stroke, ...]]) -> list[Outcome]:
+    """The batch function: rasterize each snapshot, run the model once on all the ink.
+    A snapshot that cannot be drawn gets an Outcome with `error`; it never fails the batch."""
+    rasters = [_raster_one(strokes) for strokes in batch]
+    images = [img for img, _ in rasters if img is not None]
+    probs = iter(model.predict_batch(np.stack(images)) if images else ())
+    out = []
+    for strokes, (image, error) in zip(batch, rasters, strict=True):
+        inked = [s for s in strokes if len(s)]
+        bbox = ink_bounds(inked) if inked and error is None else None
+        out.append(Outcome(next(probs) if image is not None else None, image, bbox, error))
+    return out
+
+
+def top_k(probs: npt.NDArray[np.float32], k: int) -> tuple[Guess, ...]:
+    """The k most probable digits, most probable first."""
+    order = np.argsort(-probs, kind="stable")[:k]
+    return tuple(Guess(int(d), round(float(probs[d]), 6)) for d in order)
+
+
+def preview_bytes(image: Image) -> bytes:
+    """The model input as 784 uint8 bytes, row-major, 255 = ink."""
+    return bytes(np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8).tobytes())
+
+
+class Recognizer:
+    """Turns session snapshots into Prediction messages through one shared MicroBatcher."""
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        max_batch: int = 64,
+        max_wait: float = 0.001,
+        max_queue: int = 4096,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.batcher: MicroBatcher[tuple[Stroke, ...], Outcome] = MicroBatcher(
+            lambda batch: predict_strokes(model, batch),
+            max_batch=max_batch,
+            max_wait=max_wait,
+            max_queue=max_queue,
+            on_batch=on_batch,
+        )
+
+    def start(self) -> None:
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+
+    async def predict(self, snap: Snapshot, k: int, preview: bool) -> Prediction:
+        """The Prediction for `snap`; empty ink is answered at once, without the model.
+        Raises ClientError(OVERLOADED) when the inference queue is full."""
+        if snap.points == 0:
+            return Prediction(snap.seq, snap.final, empty=True, strokes=0)
+        try:
+            outcome = await self.batcher.submit(snap.strokes)
+        except QueueFull:
+            raise ClientError(
+                Code.OVERLOADED, "server busy: prediction skipped", snap.seq
+            ) from None
+        if outcome.error is not None:
+            raise ClientError(Code.BAD_NUMBER, outcome.error, snap.seq)
+        strokes = sum(1 for s in snap.strokes if len(s))
+        if outcome.probs is None or outcome.image is None:
+            return Prediction(snap.seq, snap.final, empty=True, strokes=strokes)
+        return Prediction(
+            snap.seq,
+            snap.final,
+            empty=False,
+            top=top_k(outcome.probs, k),
+            bbox=outcome.bbox,
+            strokes=strokes,
+            input=preview_bytes(outcome.image) if preview else None,
+        )

@@ -1,0 +1,226 @@
+"""One drawing session: its state, its ink, and when it needs a prediction.
+
+Belongs here: the state table, the strokes and their limits, the latest client seq, and
+coalescing (at most one prediction in flight, plus one "dirty" flag). Pure: messages in,
+actions out; no I/O, no clock, no model. An illegal message raises ClientError and leaves
+the session exactly as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+import numpy.typing as npt
+
+from server.errors import ClientError, Code
+from server.protocol import (
+    Clear,
+    ClientMessage,
+    End,
+    Hello,
+    Limits,
+    Ping,
+    Points,
+    PointsMsg,
+    Pong,
+    Recognize,
+    ServerMessage,
+    Start,
+    Undo,
+    Welcome,
+)
+
+Stroke = npt.NDArray[np.float64]  # (n, 2): x, y
+
+
+class State(Enum):
+    """Where a session is; `TABLE` says which messages each state accepts."""
+
+    AWAIT_HELLO = "await_hello"
+    IDLE = "idle"  # no open stroke
+    DRAWING = "drawing"  # a stroke is open
+
+
+#: (state, message type) -> next state. A pair missing here is illegal in that state.
+TABLE: dict[tuple[State, type], State] = {
+    (State.AWAIT_HELLO, Hello): State.IDLE,
+    **{(State.IDLE, t): State.IDLE for t in (Undo, Clear, Recognize, Ping)},
+    (State.IDLE, Start): State.DRAWING,
+    **{(State.DRAWING, t): State.DRAWING for t in (Start, PointsMsg, Recognize, Ping)},
+    **{(State.DRAWING, t): State.IDLE for t in (End, Undo, Clear)},
+}
+
+
+def _illegal(state: State, msg: ClientMessage) -> ClientError:
+    """The error for a message that `TABLE` does not accept in `state`."""
+    if state is State.AWAIT_HELLO:
+        return ClientError(Code.HELLO_FIRST, "the first message must be hello", msg.seq)
+    if isinstance(msg, Hello):
+        return ClientError(Code.ALREADY_HELLO, "hello was already received", msg.seq)
+    return ClientError(Code.NO_STROKE, "no open stroke: send start first", msg.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The ink to predict, as of client message `seq`. Arrays are never mutated later."""
+
+    seq: int | None
+    final: bool
+    strokes: tuple[Stroke, ...]
+
+    @property
+    def points(self) -> int:
+        return sum(len(s) for s in self.strokes)
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Action: send this message to the client."""
+
+    message: ServerMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Predict:
+    """Action: predict this snapshot, then call `Session.prediction_done`."""
+
+    snapshot: Snapshot
+
+
+Action = Send | Predict
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What welcome tells a client about this session and the server."""
+
+    session: str
+    resume_token: str
+    model: str
+    accelerator: str
+    runtime: str
+    limits: Limits = field(default_factory=Limits)
+
+
+class Session:
+    """The state of one connection's drawing. Feed it messages with `apply`."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self.limits = identity.limits
+        self.state = State.AWAIT_HELLO
+        self.top_k = 3
+        self.preview = False
+        self.seq: int | None = None  # latest client seq seen on an ink or recognize message
+        self.done: list[Stroke] = []  # finished strokes
+        self.open: list[tuple[float, float]] = []  # the open stroke's points
+        self.total_points = 0
+        self.in_flight = False
+        self.dirty = False  # the ink changed since the prediction in flight was taken
+        self.final_wanted = False
+
+    @property
+    def strokes(self) -> int:
+        """Number of strokes with ink, the open one included."""
+        return len(self.done) + (1 if self.open else 0)
+
+    def apply(self, msg: ClientMessage) -> list[Action]:
+        """Apply one client message; return what to send and what to predict.
+        Raises ClientError, leaving the session unchanged, if the message is illegal here."""
+        following = TABLE.get((self.state, type(msg)))
+        if following is None:
+            raise _illegal(self.state, msg)
+        actions = self._effect(msg)
+        self.state = following
+        return actions
+
+    def prediction_done(self) -> list[Action]:
+        """The prediction in flight has been answered (or dropped); maybe start the next."""
+        self.in_flight = False
+        return self._next()
+
+    def snapshot(self, final: bool) -> Snapshot:
+        strokes = list(self.done)
+        if self.open:
+            strokes.append(np.array(self.open, dtype=np.float64))
+        return Snapshot(self.seq, final, tuple(strokes))
+
+    # ---- effects of each legal message --------------------------------------------------
+
+    def _effect(self, msg: ClientMessage) -> list[Action]:
+        if isinstance(msg, Hello):
+            return [Send(self._welcome(msg))]
+        if isinstance(msg, Ping):
+            return [Send(Pong(msg.seq))]
+        if isinstance(msg, Recognize):
+            self._see(msg.seq)
+            self.final_wanted = True
+            return self._next()
+        if isinstance(msg, Start | PointsMsg | End):
+            self._draw(msg)
+        elif isinstance(msg, Undo):
+            self._undo()
+        elif isinstance(msg, Clear):
+            self._clear()
+        self._see(msg.seq)
+        self.dirty = True
+        return self._next()
+
+    def _welcome(self, hello: Hello) -> Welcome:
+        self.top_k, self.preview = hello.top_k, hello.preview
+        i = self.identity
+        return Welcome(
+            i.session, i.resume_token, i.model, i.accelerator, i.runtime,
+            hello.top_k, hello.preview, i.limits,
+        )  # fmt: skip
+
+    def _draw(self, msg: Start | PointsMsg | End) -> None:
+        self._check_room(msg.points, new_stroke=isinstance(msg, Start))
+        if isinstance(msg, Start):
+            self._close_open()
+        self.open.extend((p[0], p[1]) for p in msg.points)
+        self.total_points += len(msg.points)
+        if isinstance(msg, End):
+            self._close_open()
+
+    def _check_room(self, points: Points, new_stroke: bool) -> None:
+        lim = self.limits
+        if self.total_points + len(points) > lim.max_points_per_session:
+            text = f"at most {lim.max_points_per_session} points per session"
+            raise ClientError(Code.TOO_MANY_POINTS, text)
+        after = len(self.done) + (1 if self.open else 0) + 1  # the open one closes first
+        if new_stroke and after > lim.max_strokes_per_session:
+            text = f"at most {lim.max_strokes_per_session} strokes per session"
+            raise ClientError(Code.TOO_MANY_STROKES, text)
+
+    def _close_open(self) -> None:
+        if self.open:
+            self.done.append(np.array(self.open, dtype=np.float64))
+        self.open = []
+
+    def _undo(self) -> None:
+        if self.state is State.DRAWING:
+            self.total_points -= len(self.open)
+            self.open = []
+        elif self.done:
+            self.total_points -= len(self.done.pop())
+
+    def _clear(self) -> None:
+        self.done, self.open, self.total_points = [], [], 0
+
+    def _see(self, seq: int | None) -> None:
+        if seq is not None:
+            self.seq = seq
+
+    # ---- coalescing ---------------------------------------------------------------------
+
+    def _next(self) -> list[Action]:
+        """Start a prediction of the latest ink if one is wanted and none is in flight."""
+        if self.in_flight or not (self.dirty or self.final_wanted):
+            return []
+        final = self.final_wanted
+        self.dirty = self.final_wanted = False
+        self.in_flight = True
+        return [Predict(self.snapshot(final))]

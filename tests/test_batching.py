@@ -1,0 +1,160 @@
+"""server/batching.py: the micro-batching contract, with batches held open by an Event."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from server.batching import BatcherStopped, BatchStats, MicroBatcher, QueueFull
+
+
+class Recorder:
+    """A batch function that records its batches and can be held open."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def __call__(self, items: list[int]) -> Sequence[int]:
+        self.batches.append(list(items))
+        self.entered.set()
+        self.gate.wait(10)
+        return [i * 10 for i in items]
+
+    async def hold_first(self, batcher: MicroBatcher[int, int], item: int) -> asyncio.Task[int]:
+        """Submit `item` and return once its batch is running and held open."""
+        self.gate.clear()
+        task = asyncio.create_task(batcher.submit(item))
+        await asyncio.to_thread(self.entered.wait, 10)
+        return task
+
+
+async def started(fn: Recorder, **kw: float) -> MicroBatcher[int, int]:
+    batcher: MicroBatcher[int, int] = MicroBatcher(fn, **kw)  # type: ignore[arg-type]
+    batcher.start()
+    return batcher
+
+
+@pytest.mark.asyncio
+async def test_items_arriving_during_a_batch_form_the_next_batches() -> None:
+    fn = Recorder()
+    batcher = await started(fn, max_batch=4, max_wait=0.0)
+    first = await fn.hold_first(batcher, 0)
+    rest = [asyncio.create_task(batcher.submit(i)) for i in range(1, 7)]
+    await asyncio.sleep(0.05)
+    assert len(batcher) == 6  # queued behind the held batch
+    fn.gate.set()
+    assert [await first, *(await asyncio.gather(*rest))] == [0, 10, 20, 30, 40, 50, 60]
+    assert fn.batches == [[0], [1, 2, 3, 4], [5, 6]]
+    await batcher.stop()
+
+
+@pytest.mark.asyncio
+async def test_wait_clock_starts_at_first_item_and_a_full_batch_goes_at_once() -> None:
+    fn = Recorder()
+    batcher = await started(fn, max_batch=3, max_wait=30.0)
+    results = await asyncio.wait_for(asyncio.gather(*(batcher.submit(i) for i in range(3))), 10)
+    assert results == [0, 10, 20] and fn.batches == [[0, 1, 2]]
+    await batcher.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_lone_item_goes_after_max_wait() -> None:
+    fn = Recorder()
+    batcher = await started(fn, max_batch=64, max_wait=0.02)
+    assert await asyncio.wait_for(batcher.submit(4), 10) == 40
+    assert fn.batches == [[4]]
+    await batcher.stop()
+
+
+@pytest.mark.asyncio
+async def test_one_exception_reaches_every_caller_of_the_batch() -> None:
+    boom = ValueError("model exploded")
+    calls: list[list[int]] = []
+
+    def fail(items: list[int]) -> list[int]:
+        calls.append(items)
+        raise boom
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(fail, max_batch=8, max_wait=0.05)
+    batcher.start()
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True)
+    assert results == [boom, boom, boom] and calls == [[0, 1, 2]]
+    await batcher.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_batch_function_returning_the_wrong_length_fails_the_batch() -> None:
+    batcher: MicroBatcher[int, int] = MicroBatcher(lambda items: items[:1], max_wait=0.05)
+    batcher.start()
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(2)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
+    await batcher.stop()
+
+
+@pytest.mark.asyncio
+async def test_cancelled_callers_are_skipped() -> None:
+    fn = Recorder()
+    batcher = await started(fn, max_batch=8, max_wait=0.0)
+    first = await fn.hold_first(batcher, 0)
+    a, b, c = (asyncio.create_task(batcher.submit(i)) for i in (1, 2, 3))
+    await asyncio.sleep(0.01)
+    b.cancel()
+    fn.gate.set()
+    assert (await first, await a, await c) == (0, 10, 30)
+    assert b.cancelled()
+    assert fn.batches == [[0], [1, 3]]
+    await batcher.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_full_queue_refuses_at_once() -> None:
+    fn = Recorder()
+    batcher = await started(fn, max_batch=8, max_wait=0.0, max_queue=2)
+    first = await fn.hold_first(batcher, 0)
+    queued = [asyncio.create_task(batcher.submit(i)) for i in (1, 2)]
+    await asyncio.sleep(0.01)
+    with pytest.raises(QueueFull):
+        await batcher.submit(3)
+    fn.gate.set()
+    assert [await first, *(await asyncio.gather(*queued))] == [0, 10, 20]
+    await batcher.stop()
+
+
+@pytest.mark.asyncio
+async def test_stop_finishes_queued_work_then_refuses() -> None:
+    fn = Recorder()
+    with pytest.raises(BatcherStopped):
+        await MicroBatcher(fn).submit(1)  # type: ignore[arg-type]
+    batcher = await started(fn, max_batch=2, max_wait=0.0)
+    first = await fn.hold_first(batcher, 0)
+    queued = [asyncio.create_task(batcher.submit(i)) for i in (1, 2, 3)]
+    await asyncio.sleep(0.01)
+    stopping = asyncio.create_task(batcher.stop())
+    await asyncio.sleep(0.01)
+    with pytest.raises(BatcherStopped):
+        await batcher.submit(9)
+    fn.gate.set()
+    await stopping
+    assert [await first, *(await asyncio.gather(*queued))] == [0, 10, 20, 30]
+    assert not batcher.running
+
+
+@pytest.mark.asyncio
+async def test_batch_stats_report_size_and_waits() -> None:
+    seen: list[BatchStats] = []
+    fn = Recorder()
+    batcher: MicroBatcher[int, int] = MicroBatcher(
+        fn, max_batch=4, max_wait=0.05, on_batch=seen.append
+    )  # type: ignore[arg-type]
+    batcher.start()
+    await asyncio.gather(*(batcher.submit(i) for i in range(4)))
+    await batcher.stop()
+    assert [s.size for s in seen] == [4]
+    assert len(seen[0].waits) == 4 and all(w >= 0 for w in seen[0].waits)
+    assert seen[0].run_s >= 0

@@ -1,0 +1,39 @@
+"""server/config.py: flags beat DIGITS_* variables, which beat defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.config import Settings, load_settings
+from server.model import DEFAULT_MODEL
+
+
+def test_defaults() -> None:
+    s = load_settings([], {})
+    assert s == Settings()
+    assert (s.host, s.port, s.model, s.accelerator) == ("127.0.0.1", 8080, DEFAULT_MODEL, "auto")
+
+
+def test_flags_override_environment_which_overrides_defaults() -> None:
+    env = {"DIGITS_PORT": "7000", "DIGITS_HEARTBEAT_S": "5", "DIGITS_MODEL": "/m.tflite"}
+    s = load_settings(["--port", "9000", "--max-connections-per-client", "3"], env)
+    assert s.port == 9000 and s.model == Path("/m.tflite")
+    assert (s.limits.heartbeat_s, s.limits.max_connections_per_client) == (5.0, 3)
+
+
+def test_allowed_origins_are_a_comma_list() -> None:
+    s = load_settings(["--allowed-origins", "https://a.example, https://b.example"], {})
+    assert s.allowed_origins == ("https://a.example", "https://b.example")
+
+
+@pytest.mark.parametrize("argv", [["--accelerator", "tpu"], ["--port", "70000"]])
+def test_bad_values_are_refused(argv: list[str]) -> None:
+    with pytest.raises(ValueError):
+        load_settings(argv, {})
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(AttributeError):
+        Settings().port = 1  # type: ignore[misc]

@@ -1,0 +1,200 @@
+"""server/protocol.py: codecs round-trip, and every malformed frame gets its named error."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+
+import msgpack
+import pytest
+
+from server.errors import ClientError, Code
+from server.protocol import (
+    Clear,
+    ClientMessage,
+    End,
+    Error,
+    Guess,
+    Hello,
+    Limits,
+    Ping,
+    PointsMsg,
+    Pong,
+    Prediction,
+    Recognize,
+    ServerMessage,
+    Start,
+    Undo,
+    Welcome,
+    decode,
+    decode_server,
+    encode,
+    encode_client,
+)
+
+CLIENT_MESSAGES: list[ClientMessage] = [
+    Hello(),
+    Hello(version=1, top_k=10, preview=True, resume="abc", seq=0),
+    Start(),
+    Start(((1.0, 2.0), (3.5, -4.25, 17.0)), seq=1),
+    PointsMsg(((0.0, 0.0),), seq=2),
+    PointsMsg((), seq=None),
+    End(seq=3),
+    End(((9.0, 9.0),), seq=4),
+    Undo(5),
+    Clear(6),
+    Recognize(7),
+    Ping(2**53 - 1),
+    Ping(),
+]
+
+SERVER_MESSAGES: list[ServerMessage] = [
+    Welcome("s1", "tok", "digits", "cpu", "litert", 3, False, Limits(max_connections=7)),
+    Prediction(5, False, False, (Guess(7, 0.9), Guess(1, 0.05)), (0.0, 1.0, 2.0, 3.5), 2),
+    Prediction(None, True, True),
+    Prediction(
+        9, True, False, (Guess(0, 1.0),), (1.0, 1.0, 1.0, 1.0), 1, bytes(range(256)) * 3 + bytes(16)
+    ),
+    Error("bad_frame", "frame is not valid JSON", None),
+    Error("no_stroke", "no open stroke", 12),
+    Pong(3),
+    Pong(None),
+]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["msgpack", "json"])
+@pytest.mark.parametrize("msg", CLIENT_MESSAGES, ids=repr)
+def test_client_messages_round_trip(msg: ClientMessage, binary: bool) -> None:
+    frame = encode_client(msg, binary)
+    assert isinstance(frame, bytes if binary else str)
+    assert decode(frame) == msg
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["msgpack", "json"])
+@pytest.mark.parametrize("msg", SERVER_MESSAGES, ids=repr)
+def test_server_messages_round_trip(msg: ServerMessage, binary: bool) -> None:
+    frame = encode(msg, binary)
+    assert isinstance(frame, bytes if binary else str)
+    assert decode_server(frame) == msg
+
+
+def test_preview_input_is_bin_in_msgpack_and_base64_in_json() -> None:
+    pixels = bytes(range(200)) * 3 + bytes(184)
+    msg = Prediction(1, False, False, (Guess(3, 0.5),), (0.0, 0.0, 1.0, 1.0), 1, pixels)
+    assert msgpack.unpackb(encode(msg, True))["input"] == pixels
+    assert base64.b64decode(json.loads(encode(msg, False))["input"]) == pixels
+
+
+def test_wire_names_are_the_documented_ones() -> None:
+    pred = json.loads(encode(Prediction(4, False, True), False))
+    assert pred == {
+        "type": "prediction", "seq": 4, "final": False, "empty": True,
+        "top": [], "bbox": None, "strokes": 0,
+    }  # fmt: skip
+    welcome = json.loads(encode(SERVER_MESSAGES[0], False))
+    assert set(welcome) == {
+        "type", "version", "session", "resume_token", "model", "accelerator",
+        "runtime", "top_k", "preview", "limits",
+    }  # fmt: skip
+    assert welcome["limits"]["max_connections"] == 7
+    assert json.loads(encode_client(PointsMsg(((1.0, 2.0),), 3), False)) == {
+        "type": "points", "points": [[1.0, 2.0]], "seq": 3,
+    }  # fmt: skip
+
+
+def test_unknown_fields_are_ignored_and_ints_become_floats() -> None:
+    msg = decode(json.dumps({"type": "start", "points": [[1, 2]], "pressure": 0.5}))
+    assert msg == Start(((1.0, 2.0),))
+    assert all(type(v) is float for v in msg.points[0])
+
+
+def _code(frame: bytes | str, limits: Limits | None = None) -> tuple[Code, int | None]:
+    with pytest.raises(ClientError) as info:
+        decode(frame, limits or Limits())
+    return info.value.code, info.value.seq
+
+
+BAD_FRAMES: list[tuple[bytes | str, Code]] = [
+    (b"\xc1", Code.BAD_FRAME),  # never-used msgpack byte
+    (b"\x92\x01", Code.BAD_FRAME),  # truncated array
+    (msgpack.packb({"type": "ping"}) + b"\x00", Code.BAD_FRAME),  # trailing data
+    (b"\xa2\xff\xfe", Code.BAD_FRAME),  # str that is not UTF-8
+    (msgpack.packb({1: "ping"}), Code.BAD_FRAME),  # non-string key
+    (msgpack.packb([1, 2]), Code.BAD_FRAME),  # not a map
+    (b"", Code.BAD_FRAME),
+    ("{", Code.BAD_FRAME),
+    ("", Code.BAD_FRAME),
+    ("[1]", Code.BAD_FRAME),
+    ('"ping"', Code.BAD_FRAME),
+    ("[" * 100000, Code.BAD_FRAME),  # nesting beyond recursion
+    ("{}", Code.BAD_FRAME),  # no type
+    ('{"type": 5}', Code.BAD_FRAME),
+    ('{"type": "dance"}', Code.UNKNOWN_TYPE),
+    ('{"type": "Ping"}', Code.UNKNOWN_TYPE),
+    ('{"type": "hello"}', Code.BAD_MESSAGE),
+    ('{"type": "hello", "version": 2}', Code.BAD_VERSION),
+    ('{"type": "hello", "version": "1"}', Code.BAD_MESSAGE),
+    ('{"type": "hello", "version": true}', Code.BAD_MESSAGE),
+    ('{"type": "hello", "version": 1, "top_k": 0}', Code.BAD_MESSAGE),
+    ('{"type": "hello", "version": 1, "top_k": 11}', Code.BAD_MESSAGE),
+    ('{"type": "hello", "version": 1, "top_k": 2.0}', Code.BAD_MESSAGE),
+    ('{"type": "hello", "version": 1, "preview": 1}', Code.BAD_MESSAGE),
+    ('{"type": "hello", "version": 1, "resume": 5}', Code.BAD_MESSAGE),
+    ('{"type": "ping", "seq": -1}', Code.BAD_MESSAGE),
+    ('{"type": "ping", "seq": 1.5}', Code.BAD_MESSAGE),
+    ('{"type": "ping", "seq": "1"}', Code.BAD_MESSAGE),
+    ('{"type": "ping", "seq": 9007199254740992}', Code.BAD_MESSAGE),
+    ('{"type": "points"}', Code.BAD_MESSAGE),
+    ('{"type": "points", "points": {"x": 1}}', Code.BAD_MESSAGE),
+    ('{"type": "points", "points": [1, 2]}', Code.BAD_MESSAGE),
+    ('{"type": "points", "points": [[1]]}', Code.BAD_MESSAGE),
+    ('{"type": "points", "points": [[1, 2, 3, 4]]}', Code.BAD_MESSAGE),
+    ('{"type": "points", "points": [["1", 2]]}', Code.BAD_MESSAGE),
+    ('{"type": "points", "points": [[true, 2]]}', Code.BAD_MESSAGE),
+    ('{"type": "points", "points": [[null, 2]]}', Code.BAD_MESSAGE),
+    ('{"type": "start", "points": [[NaN, 2]]}', Code.BAD_NUMBER),
+    ('{"type": "start", "points": [[1, Infinity]]}', Code.BAD_NUMBER),
+    ('{"type": "end", "points": [[1, -Infinity]]}', Code.BAD_NUMBER),
+    ('{"type": "points", "points": [[1e300, 2]]}', Code.BAD_NUMBER),
+    ('{"type": "points", "points": [[1, 2, NaN]]}', Code.BAD_NUMBER),
+    ('{"type": "points", "points": [[1e400, 2]]}', Code.BAD_NUMBER),  # parses as inf
+    ('{"type": "points", "points": [[' + "9" * 400 + ", 2]]}", Code.BAD_NUMBER),
+    ('{"type": "points", "points": [[' + "9" * 5000 + ", 2]]}", Code.BAD_FRAME),
+    (msgpack.packb({"type": "points", "points": [[math.nan, 0.0]]}), Code.BAD_NUMBER),
+    (msgpack.packb({"type": "points", "points": [[0.0, math.inf]]}), Code.BAD_NUMBER),
+    (msgpack.packb({"type": "points", "points": [[2**64 - 1, 0]]}), Code.BAD_NUMBER),
+    (msgpack.packb({"type": "points", "points": [[b"\x00", 0]]}), Code.BAD_MESSAGE),
+    (msgpack.packb({"type": "points", "points": [[0, 0]] * 513}), Code.TOO_MANY_POINTS),
+]
+
+
+@pytest.mark.parametrize(("frame", "code"), BAD_FRAMES, ids=lambda v: repr(v)[:50])
+def test_malformed_frames_get_their_code(frame: bytes | str, code: Code) -> None:
+    assert _code(frame)[0] is code
+
+
+def test_errors_name_the_seq_of_the_frame_when_it_has_one() -> None:
+    assert _code('{"type": "points", "points": [[NaN, 1]], "seq": 41}') == (Code.BAD_NUMBER, 41)
+    assert _code('{"type": "fly", "seq": 7}') == (Code.UNKNOWN_TYPE, 7)
+    assert _code('{"type": "fly", "seq": -7}') == (Code.UNKNOWN_TYPE, None)
+    assert _code("{") == (Code.BAD_FRAME, None)
+
+
+def test_limits_are_those_passed() -> None:
+    tight = Limits(max_points_per_message=2, max_coordinate=10.0)
+    assert _code('{"type": "points", "points": [[0, 0], [1, 1], [2, 2]]}', tight)[0] is (
+        Code.TOO_MANY_POINTS
+    )
+    assert _code('{"type": "points", "points": [[10.5, 0]]}', tight)[0] is Code.BAD_NUMBER
+    assert decode('{"type": "points", "points": [[-10, 10], [0, 0]]}', tight) == PointsMsg(
+        ((-10.0, 10.0), (0.0, 0.0))
+    )
+
+
+@pytest.mark.parametrize(
+    "frame", ["{", '{"type": "nope"}', '{"type": "welcome"}', '{"type": "prediction", "seq": 1}']
+)
+def test_decode_server_rejects_garbage(frame: str) -> None:
+    with pytest.raises(ClientError):
+        decode_server(frame)
