@@ -33,6 +33,7 @@ MODEL = web.AppKey("model", Model)
 RECOGNIZER = web.AppKey("recognizer", Recognizer)
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
 CLIENTS = web.AppKey("clients", Counter[str])  # open sockets per client address
+CONNECTIONS: web.AppKey[weakref.WeakSet[Connection]] = web.AppKey("connections")
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
@@ -151,12 +152,13 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         app[METRICS],
         settings.send_buffer_bytes,
     )
+    app[CONNECTIONS].add(conn)
     try:
         await _serve(ws, conn, limits.idle_timeout_s)
-    finally:
-        await conn.stop()
+    finally:  # bookkeeping first: the awaits below may be cancelled
         _release(app, client)
         app[METRICS].connections.dec()
+        await conn.stop()
     return ws
 
 
@@ -245,6 +247,7 @@ def create_app(settings: Settings, model: Model | None = None) -> web.Applicatio
     app[METRICS] = Metrics()
     app[SOCKETS] = weakref.WeakSet()
     app[CLIENTS] = Counter()
+    app[CONNECTIONS] = weakref.WeakSet()
     if model is not None:
         app[MODEL] = model
     app.cleanup_ctx.append(_inference(model))  # type: ignore[arg-type]

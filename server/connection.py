@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from server.errors import ClientError, Code, Flooding
+from server.errors import ClientError, Code, flooding
 from server.metrics import Metrics
 from server.protocol import (
     Error,
@@ -81,7 +81,7 @@ class Connection:
         verdict = self.bucket.spend(now)
         try:
             if verdict is Verdict.FLOOD:
-                raise Flooding()
+                raise flooding()
             if verdict is Verdict.REFUSE:
                 raise ClientError(Code.RATE_LIMITED, "message rate limit exceeded", peek_seq(data))
             msg = decode(data, self.limits)

@@ -58,30 +58,25 @@ class DigitsError(Exception):
 
 class ClientError(DigitsError):
     """A fault of the client: it reaches the client as an error message with `code`,
-    followed by a close with `close_code` when the connection cannot continue."""
+    followed by a close with `close_code` when the connection cannot continue (by
+    default `FATAL[code]`; None keeps the connection)."""
 
-    def __init__(self, code: Code, message: str, seq: int | None = None) -> None:
+    def __init__(
+        self, code: Code, message: str, seq: int | None = None, close_code: CloseCode | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.seq = seq
-
-    @property
-    def close_code(self) -> CloseCode | None:
-        """The close code that must follow this error, or None to keep the connection."""
-        return FATAL.get(self.code)
+        self.close_code = close_code if close_code is not None else FATAL.get(code)
 
     def with_seq(self, seq: int | None) -> ClientError:
         """The same error, naming the client sequence number it refers to."""
-        return ClientError(self.code, self.message, seq)
+        return ClientError(self.code, self.message, seq, self.close_code)
 
 
-class Flooding(ClientError):
-    """Rate limit exceeded for long enough that the connection is closed (1008)."""
-
-    def __init__(self) -> None:
-        super().__init__(Code.RATE_LIMITED, "message rate limit exceeded; closing")
-
-    @property
-    def close_code(self) -> CloseCode | None:
-        return CloseCode.POLICY
+def flooding() -> ClientError:
+    """Rate limit exceeded for so long that the connection is closed (1008)."""
+    return ClientError(
+        Code.RATE_LIMITED, "message rate limit exceeded; closing", None, CloseCode.POLICY
+    )

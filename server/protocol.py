@@ -265,10 +265,10 @@ _DECODERS: dict[str, Callable[[Mapping[str, Any], Limits], ClientMessage]] = {
 
 
 def peek_seq(data: bytes | str) -> int | None:
-    """The frame's "seq" when it has a valid one, for naming it in an error; else None."""
+    """The frame's "seq" when it is a map with a valid one, for naming it in an error."""
     try:
-        _, obj = _typed_map(data)
-        return _seq(obj)
+        obj = _load(data)
+        return _seq(obj) if isinstance(obj, dict) else None
     except ClientError:
         return None
 

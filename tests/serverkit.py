@@ -1,0 +1,101 @@
+"""Shared pieces of the functional server tests: the real model, UNIPEN digits the model
+reads correctly offline, and a real server on a loopback port."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import numpy as np
+from aiohttp.test_utils import TestClient
+
+from convert.data import UNIPEN_FILE, StrokeSample, load_strokes
+from server.app import create_app
+from server.config import Settings
+from server.model import DEFAULT_MODEL, Model, load_model
+from server.protocol import Limits
+from server.raster import rasterize
+
+MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@functools.cache
+def bundled_model() -> Model:
+    """The real bundled model, loaded once per test run (CPU: the same on every machine)."""
+    return load_model(DEFAULT_MODEL, "cpu")
+
+
+@dataclasses.dataclass(frozen=True)
+class Digit:
+    label: int
+    strokes: list[list[list[float]]]
+    probs: np.ndarray  # what the model says offline, through the same rasterizer
+
+    @property
+    def expected(self) -> int:
+        """The digit the model reads offline (with the bundled model: the label)."""
+        return int(self.probs.argmax())
+
+    @property
+    def points(self) -> int:
+        return sum(len(s) for s in self.strokes)
+
+
+@functools.cache
+def unipen_digits(count: int = 40, max_points: int = 80) -> tuple[Digit, ...]:
+    """UNIPEN dev digits of every label that the model reads correctly offline, so that a
+    wrong answer over the wire is the server's fault, not the model's."""
+    model = bundled_model()
+    samples: list[StrokeSample] = [
+        s
+        for s in load_strokes(UNIPEN_FILE)
+        if s.label is not None and sum(map(len, s.strokes)) <= max_points
+    ]
+    images = np.stack([rasterize(s.strokes) for s in samples[:2000]])
+    probs = model.predict_batch(images)
+    good = [
+        Digit(int(s.label), s.strokes, p)
+        for s, p in zip(samples, probs, strict=False)
+        if s.label is not None and int(p.argmax()) == s.label and p.max() > 0.5
+    ]
+    by_label = sorted(good, key=lambda d: (good.index(d) // 10, d.label))
+    chosen: list[Digit] = []
+    for label in range(10):
+        chosen.extend([d for d in by_label if d.label == label][: max(1, count // 10)])
+    return tuple(chosen)
+
+
+def settings(**limits: Any) -> Settings:
+    """Test settings: the bundled model, a lenient rate limit, and any limit overridden."""
+    top = {
+        k: limits.pop(k)
+        for k in list(limits)
+        if k in {f.name for f in dataclasses.fields(Settings)}
+    }
+    base = {
+        "messages_per_second": 10000.0,
+        "message_burst": 10000,
+        "max_connections_per_client": 1000,
+    }
+    return Settings(port=0, **top, limits=Limits(**{**base, **limits}))
+
+
+async def start(aiohttp_client: MakeClient, **overrides: Any) -> tuple[TestClient[Any, Any], str]:
+    """A real server on a loopback port; returns the HTTP test client and the ws:// URL."""
+    client = await aiohttp_client(create_app(settings(**overrides), bundled_model()))
+    return client, str(client.make_url("/ws")).replace("http://", "ws://", 1)
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """One sample's value from Prometheus text (0 if absent)."""
+    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def unlimited_session() -> aiohttp.ClientSession:
+    """An aiohttp session that can hold hundreds of sockets at once."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))

@@ -1,0 +1,502 @@
+"""The WebSocket endpoint, end to end: a real server on a loopback port, real WebSocket
+clients (the client library and raw aiohttp sockets), the real model and UNIPEN digits."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import socket
+from typing import Any
+
+import aiohttp
+import msgpack
+import numpy as np
+import pytest
+
+from client import ConnectionClosed, DigitsClient, Prediction, ServerError, connect
+from server.app import CONNECTIONS, RECOGNIZER
+from server.protocol import Error, decode_server
+from server.raster import ink_bounds, rasterize
+from tests.serverkit import MakeClient, metric, start, unipen_digits, unlimited_session
+
+pytestmark = pytest.mark.asyncio
+
+
+async def raw_socket(
+    http: aiohttp.ClientSession, url: str, hello: bool = True, binary: bool = False
+) -> aiohttp.ClientWebSocketResponse:
+    ws = await http.ws_connect(url)
+    if hello:
+        await send(ws, {"type": "hello", "version": 1}, binary)
+        assert (await next_message(ws))["type"] == "welcome"
+    return ws
+
+
+async def send(
+    ws: aiohttp.ClientWebSocketResponse, obj: dict[str, Any], binary: bool = False
+) -> None:
+    if binary:
+        await ws.send_bytes(msgpack.packb(obj))
+    else:
+        await ws.send_str(json.dumps(obj))
+
+
+async def next_message(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    frame = await asyncio.wait_for(ws.receive(), 10)
+    if frame.type is aiohttp.WSMsgType.TEXT:
+        return json.loads(frame.data)  # type: ignore[no-any-return]
+    if frame.type is aiohttp.WSMsgType.BINARY:
+        return msgpack.unpackb(frame.data)  # type: ignore[no-any-return]
+    return {"type": "closed", "code": ws.close_code}
+
+
+async def until(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
+    while True:
+        msg = await next_message(ws)
+        if msg["type"] in (kind, "closed"):
+            return msg
+
+
+# ---- streaming a digit ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["msgpack", "json"])
+async def test_a_unipen_digit_streamed_point_by_point(
+    aiohttp_client: MakeClient, binary: bool
+) -> None:
+    _, url = await start(aiohttp_client)
+    digit = unipen_digits()[7]
+    live: list[Prediction] = []
+    hook = lambda m, _t: live.append(m) if isinstance(m, Prediction) and not m.final else None  # noqa: E731
+    async with connect(url, binary=binary, on_message=hook) as c:
+        final = await c.draw(digit.strokes, point_interval=0.001, frame_rate=1000)
+    assert final is not None and final.final and not final.empty
+    assert final.top[0].digit == digit.expected == digit.label
+    assert [g.p for g in final.top] == sorted((g.p for g in final.top), reverse=True) and len(
+        final.top
+    ) == 3
+    assert np.allclose([g.p for g in final.top], np.sort(digit.probs)[::-1][:3], atol=1e-4)
+    assert final.strokes == len(digit.strokes)
+    assert final.bbox == pytest.approx(ink_bounds([np.asarray(s)[:, :2] for s in digit.strokes]))
+    assert len(live) >= 3  # predictions while drawing, each for a newer update
+    seqs = [p.seq for p in live]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert all(not p.empty for p in live)
+
+
+async def test_preview_is_the_model_input(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client)
+    digit = unipen_digits()[3]
+    for binary in (True, False):
+        async with connect(url, preview=True, top_k=10, binary=binary) as c:
+            final = await c.draw(digit.strokes, point_interval=0)
+        assert final is not None and final.input is not None and len(final.top) == 10
+        expected = np.rint(rasterize(digit.strokes) * 255).astype(np.uint8)  # type: ignore[operator]
+        assert np.array_equal(np.frombuffer(final.input, np.uint8).reshape(28, 28), expected)
+
+
+async def test_replies_follow_the_encoding_of_the_last_frame(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client)
+    async with unlimited_session() as http:
+        ws = await raw_socket(http, url, binary=False)
+        await send(ws, {"type": "ping", "seq": 1}, binary=True)
+        assert (await ws.receive()).type is aiohttp.WSMsgType.BINARY
+        await send(ws, {"type": "ping", "seq": 2}, binary=False)
+        frame = await ws.receive()
+        assert frame.type is aiohttp.WSMsgType.TEXT and json.loads(frame.data) == {
+            "type": "pong",
+            "seq": 2,
+        }
+
+
+async def test_empty_ink_is_an_explicit_empty_answer(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client)
+    async with connect(url) as c:
+        final = await c.recognize()
+        assert (final.empty, final.top, final.bbox, final.strokes) == (True, (), None, 0)
+        await c.start_stroke()  # a stroke with no points is still no ink
+        assert (await c.recognize()).empty
+
+
+async def test_undo_and_clear(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client)
+    a, b = unipen_digits()[0], unipen_digits()[5]
+    async with connect(url) as c:
+        only_a = await c.draw(a.strokes, point_interval=0)
+        await c.draw(b.strokes, point_interval=0, recognize=False)
+        both = await c.recognize()
+        assert both.strokes == len(a.strokes) + len(b.strokes)
+        for _ in b.strokes:
+            await c.undo()
+        after_undo = await c.recognize()
+        assert after_undo.strokes == len(a.strokes)
+        assert after_undo.top == only_a.top and after_undo.bbox == only_a.bbox
+        await c.clear()
+        cleared = await c.recognize()
+        assert cleared.empty and cleared.strokes == 0
+
+
+async def test_a_fast_sender_gets_few_current_predictions(aiohttp_client: MakeClient) -> None:
+    client, url = await start(aiohttp_client)
+    async with unlimited_session() as http:
+        ws = await raw_socket(http, url, binary=True)
+        updates = 300
+        frames = [msgpack.packb({"type": "start", "points": [[0, 0]], "seq": 0})]
+        frames += [
+            msgpack.packb({"type": "points", "points": [[i, (i * 7) % 50]], "seq": i})
+            for i in range(1, updates)
+        ]
+        frames.append(msgpack.packb({"type": "recognize", "seq": updates}))
+        for frame in frames:  # no awaits between frames of one burst reach the server
+            await ws.send_bytes(frame)
+        live = []
+        while (msg := await next_message(ws))["type"] == "prediction" and not msg["final"]:
+            live.append(msg["seq"])
+        assert msg["final"] and msg["seq"] == updates
+    assert 1 <= len(live) < updates / 2  # coalesced: far fewer predictions than updates
+    assert live == sorted(live) and len(set(live)) == len(live)
+    text = await (await client.get("/metrics")).text()
+    assert metric(text, "digits_predictions_total", '{kind="live"}') == len(live)
+
+
+async def test_concurrent_sessions_share_inference_batches(aiohttp_client: MakeClient) -> None:
+    client, url = await start(aiohttp_client, batch_wait_ms=20.0)
+    digits = unipen_digits()[:10]
+    async with unlimited_session() as http:
+        clients = [await DigitsClient.open(url, session=http) for _ in digits]
+        finals = await asyncio.gather(
+            *(
+                c.draw(d.strokes, point_interval=0.002, frame_rate=250)
+                for c, d in zip(clients, digits, strict=True)
+            )
+        )
+        for c in clients:
+            await c.close()
+    assert [f.top[0].digit if f else None for f in finals] == [d.expected for d in digits]
+    text = await (await client.get("/metrics")).text()
+    batches, images = metric(text, "digits_batch_size_count"), metric(text, "digits_batch_size_sum")
+    assert images > batches > 0  # some batch held more than one session's ink
+
+
+async def test_200_concurrent_sessions_get_their_own_answers(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client)
+    digits = unipen_digits()
+    async with unlimited_session() as http:
+        clients = await asyncio.gather(*(DigitsClient.open(url, session=http) for _ in range(200)))
+        assignments = [digits[i % len(digits)] for i in range(200)]
+        finals = await asyncio.gather(
+            *(
+                c.draw(d.strokes, point_interval=0)
+                for c, d in zip(clients, assignments, strict=True)
+            )
+        )
+        await asyncio.gather(*(c.close() for c in clients))
+    got = [(f.top[0].digit, f.strokes) if f else None for f in finals]
+    assert got == [(d.expected, len(d.strokes)) for d in assignments]
+
+
+# ---- bad input --------------------------------------------------------------------------
+
+BAD_INPUT: list[tuple[str, bytes | str, str, int | None]] = [
+    ("malformed msgpack", b"\xc1\x00", "bad_frame", None),
+    ("truncated msgpack", b"\x82\xa4type", "bad_frame", None),
+    ("malformed JSON", '{"type": "points",', "bad_frame", None),
+    ("not a map", "[1, 2, 3]", "bad_frame", None),
+    ("no type", '{"seq": 4}', "bad_frame", 4),
+    ("unknown type", '{"type": "teleport", "seq": 4}', "unknown_type", 4),
+    ("seq of the wrong type", '{"type": "ping", "seq": "four"}', "bad_message", None),
+    ("points not a list", '{"type": "points", "points": "1,2", "seq": 4}', "bad_message", 4),
+    ("point of strings", '{"type": "points", "points": [["1", "2"]], "seq": 4}', "bad_message", 4),
+    ("NaN", '{"type": "points", "points": [[NaN, 1]], "seq": 4}', "bad_number", 4),
+    ("infinity", '{"type": "points", "points": [[1, -Infinity]], "seq": 4}', "bad_number", 4),
+    ("huge number", '{"type": "points", "points": [[1e300, 1]], "seq": 4}', "bad_number", 4),
+    (
+        "huge int",
+        msgpack.packb({"type": "points", "points": [[2**63, 1]], "seq": 4}),
+        "bad_number",
+        4,
+    ),
+    (
+        "too many points",
+        msgpack.packb({"type": "points", "points": [[1, 1]] * 600}),
+        "too_many_points",
+        None,
+    ),
+    ("second hello", '{"type": "hello", "version": 1, "seq": 4}', "already_hello", 4),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "seq"), [t[1:] for t in BAD_INPUT], ids=[t[0] for t in BAD_INPUT]
+)
+async def test_bad_input_gets_a_coded_error_and_the_session_goes_on(
+    aiohttp_client: MakeClient, frame: bytes | str, code: str, seq: int | None
+) -> None:
+    _, url = await start(aiohttp_client)
+    digit = unipen_digits()[12]
+    async with unlimited_session() as http:
+        ws = await raw_socket(http, url)
+        await send(ws, {"type": "start", "points": [[0, 0], [10, 10]], "seq": 1})
+        await (ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame))
+        error = await until(ws, "error")
+        assert (error["code"], error["seq"]) == (code, seq)
+        await send(ws, {"type": "recognize", "seq": 5})
+        final = await until(ws, "prediction")
+        while not final["final"]:
+            final = await until(ws, "prediction")
+        assert final["seq"] == 5 and final["strokes"] == 1  # the ink before the bad frame is intact
+        await ws.close()
+    async with connect(url) as c:  # and the server serves everyone as before
+        assert (await c.draw(digit.strokes, point_interval=0)).top[0].digit == digit.expected  # type: ignore[union-attr]
+
+
+async def test_points_outside_a_stroke(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client)
+    async with connect(url) as c:
+        seq = await c.points([[1, 2]])
+        error = await next_error(c)
+        assert (error.code, error.seq) == ("no_stroke", seq)
+        await c.end_stroke()
+        assert (await next_error(c)).code == "no_stroke"
+        assert (await c.recognize()).empty
+
+
+async def next_error(c: DigitsClient) -> Error:
+    """The next error message in the client's inbox."""
+    async for msg in c:
+        if isinstance(msg, Error):
+            return msg
+    raise AssertionError("closed without an error")
+
+
+async def test_points_and_strokes_per_session_are_limited(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client, max_points_per_session=50, max_strokes_per_session=2)
+    async with connect(url) as c:
+        await c.start_stroke([[i, i] for i in range(40)])
+        await c.points([[i, 0] for i in range(20)])
+        assert (await next_error(c)).code == "too_many_points"
+        await c.start_stroke([[0, 0]])
+        await c.start_stroke([[1, 1]])
+        assert (await next_error(c)).code == "too_many_strokes"
+        final = await c.recognize()
+        assert final.strokes == 2 and not final.empty
+
+
+@pytest.mark.parametrize(
+    ("first", "code"),
+    [
+        ({"type": "start", "points": [[0, 0]]}, "hello_first"),
+        ({"type": "hello", "version": 99}, "bad_version"),
+    ],
+)
+async def test_fatal_protocol_errors_close_with_1008(
+    aiohttp_client: MakeClient, first: dict[str, Any], code: str
+) -> None:
+    _, url = await start(aiohttp_client)
+    async with unlimited_session() as http:
+        ws = await raw_socket(http, url, hello=False)
+        await send(ws, first)
+        assert (await next_message(ws))["code"] == code
+        assert (await next_message(ws))["type"] == "closed"
+        assert ws.close_code == 1008
+
+
+async def test_a_flood_is_rate_limited_then_closed(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client, messages_per_second=5.0, message_burst=10)
+    async with unlimited_session() as http:
+        ws = await raw_socket(http, url)
+        for i in range(40):
+            await send(ws, {"type": "ping", "seq": i})
+        seen = []
+        while (msg := await next_message(ws))["type"] != "closed":
+            seen.append(msg.get("code", msg["type"]))
+        assert seen.count("pong") <= 10 and "rate_limited" in seen
+        assert ws.close_code == 1008
+    async with connect(url) as c:  # a new, polite connection is served
+        assert await c.ping() >= 0
+
+
+async def test_an_oversize_frame_closes_with_1009(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client, max_frame_bytes=4096)
+    async with unlimited_session() as http:
+        ws = await raw_socket(http, url)
+        await ws.send_str(json.dumps({"type": "points", "points": [[1.5, 2.5]] * 1000}))
+        assert (await next_message(ws))["type"] == "closed"
+        assert ws.close_code == 1009
+
+
+async def test_idle_connections_are_closed(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client, idle_timeout_s=0.3)
+    async with unlimited_session() as http:
+        ws = await raw_socket(http, url)
+        assert (await next_message(ws))["code"] == "idle_timeout"
+        assert (await next_message(ws))["type"] == "closed" and ws.close_code == 1000
+
+
+async def test_connections_per_client_and_in_total_are_limited(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client, max_connections_per_client=2)
+    async with unlimited_session() as http:
+        kept = [await raw_socket(http, url) for _ in range(2)]
+        extra = await raw_socket(http, url, hello=False)
+        await send(extra, {"type": "hello", "version": 1})
+        assert (await next_message(extra))["code"] == "too_many_connections"
+        assert (await next_message(extra))["type"] == "closed" and extra.close_code == 1013
+        await kept[0].close()
+        await asyncio.sleep(0.05)
+        assert (await raw_socket(http, url)).closed is False  # a slot came free
+    _, url = await start(aiohttp_client, max_connections=1)
+    async with connect(url), unlimited_session() as http:
+        extra = await raw_socket(http, url, hello=False)
+        await send(extra, {"type": "hello", "version": 1}, binary=True)
+        assert decode_server((await extra.receive()).data) == Error(
+            "too_many_connections", "too many connections; try again later"
+        )
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed", "ok"),
+    [
+        (None, (), True),  # not a browser
+        ("SAME", (), True),
+        ("http://evil.example", (), False),
+        ("null", (), False),
+        ("https://app.example", ("https://app.example",), True),
+        ("SAME", ("https://app.example",), False),
+        ("http://anything.example", ("*",), True),
+    ],
+)
+async def test_browser_origins_are_checked(
+    aiohttp_client: MakeClient, origin: str | None, allowed: tuple[str, ...], ok: bool
+) -> None:
+    client, url = await start(aiohttp_client, allowed_origins=allowed)
+    if origin == "SAME":
+        origin = f"http://{client.host}:{client.port}"
+    headers = {} if origin is None else {"Origin": origin}
+    async with unlimited_session() as http:
+        if ok:
+            async with connect(url, session=http, headers=headers) as c:
+                assert await c.ping() >= 0
+        else:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+                await http.ws_connect(url, headers=headers)
+            assert info.value.status == 403
+
+
+async def test_an_internal_failure_closes_with_1011_and_hides_details(
+    aiohttp_client: MakeClient,
+) -> None:
+    client, url = await start(aiohttp_client)
+    async with connect(url) as c:
+        await client.app[RECOGNIZER].stop()  # inference is gone: every prediction now fails
+        await c.start_stroke([[0, 0], [5, 5]])
+        error = await next_error(c)
+        assert (error.code, error.message) == ("internal", "internal error")
+        with pytest.raises(ConnectionClosed):
+            await c.recognize()
+        assert c.close_code == 1011
+
+
+async def test_shutdown_closes_every_socket_with_1001(aiohttp_client: MakeClient) -> None:
+    client, url = await start(aiohttp_client)
+    async with unlimited_session() as http:
+        clients = [await DigitsClient.open(url, session=http) for _ in range(3)]
+        await clients[0].start_stroke([[0, 0], [3, 3]])
+        await client.server.close()
+        for c in clients:
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await c.receive()
+            assert c.close_code == 1001
+            await c.close()
+
+
+async def test_server_errors_reach_waiting_requests(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client, messages_per_second=0.001, message_burst=2)
+    async with connect(url) as c:  # hello took one token
+        assert await c.ping() >= 0
+        with pytest.raises(ServerError) as info:
+            await c.ping()
+        assert info.value.code == "rate_limited"
+
+
+class StubbornSocket:
+    """A WebSocket client on a raw socket that sends but never reads, with a tiny receive
+    buffer, so the server's writes back up quickly."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> StubbornSocket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, (host, port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await loop.sock_sendall(sock, request.encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += await loop.sock_recv(sock, 1)
+        assert head.startswith(b"HTTP/1.1 101")
+        return cls(sock)
+
+    async def send(self, obj: dict[str, Any]) -> None:
+        payload = msgpack.packb(obj)
+        assert len(payload) < 126
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        frame = bytes([0x82, 0x80 | len(payload)]) + mask + masked
+        await asyncio.get_running_loop().sock_sendall(self.sock, frame)
+
+    async def read_all(self, until: bytes, limit: float = 20.0) -> bytes:
+        """Read what the server sent, until `until` appears (or `limit` seconds pass)."""
+        loop, data = asyncio.get_running_loop(), b""
+        deadline = loop.time() + limit
+        while until not in data and loop.time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                data += await asyncio.wait_for(loop.sock_recv(self.sock, 65536), 0.5)
+        return data
+
+
+async def test_a_client_that_never_reads_is_bounded_and_others_are_served(
+    aiohttp_client: MakeClient,
+) -> None:
+    client, url = await start(aiohttp_client, send_buffer_bytes=8192)
+    app = client.app
+    stubborn = await StubbornSocket.open(str(client.host), int(client.port))
+    await stubborn.send({"type": "hello", "version": 1, "preview": True})  # ~1 KB predictions
+    await stubborn.send({"type": "start", "points": [[0, 0]], "seq": 0})
+    await asyncio.sleep(0.1)
+    # A slow network: small kernel buffers on the server side too (else loopback absorbs MBs).
+    (conn,) = app[CONNECTIONS]
+    conn.peer.request.transport.get_extra_info("socket").setsockopt(  # type: ignore[attr-defined]
+        socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+    )
+    digit = unipen_digits()[20]
+    last = 1500
+    async with connect(url) as polite:
+        for seq in range(1, last + 1):
+            await stubborn.send({"type": "points", "points": [[seq % 97, seq % 89]], "seq": seq})
+            await asyncio.sleep(0.002)  # pen speed or so: the server predicts as it goes
+            if seq % 250 == 0:
+                final = await polite.draw(digit.strokes, point_interval=0)
+                assert final is not None and final.top[0].digit == digit.expected
+                await polite.clear()
+                assert conn.peer.buffered() <= 8192 + 2048  # the limit plus one prediction
+    text = await (await client.get("/metrics")).text()
+    assert metric(text, "digits_predictions_total", '{kind="live"}') < last / 4
+    # Once it reads again it gets the prediction of its latest ink, not a backlog.
+    latest = b"\xa3seq\xcd" + last.to_bytes(2, "big")
+    data = await stubborn.read_all(until=latest)
+    assert latest in data and len(data) < 200_000
+    text = await (await client.get("/metrics")).text()
+    assert metric(text, "digits_predictions_dropped_total") >= 1
+    stubborn.sock.close()
