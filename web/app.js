@@ -58,13 +58,13 @@ function flush(end = false) {
 function replay() {
   outbox.points = [];
   outbox.started = false;
-  staleBefore = conn.seq + 1;
   for (const stroke of ink.strokes) sendStroke(stroke, { start: true, end: true });
   if (ink.current) {
     sendStroke(ink.current, { start: true, end: false });
     outbox.started = true;
   }
   if (finalWanted && !ink.current) conn.send({ type: "recognize" });
+  staleBefore = conn.seq; // show only the answer for the whole drawing, not each step
 }
 
 function requestFrame() {
@@ -102,7 +102,7 @@ function onPointerDown(event) {
 }
 
 function onPointerMove(event) {
-  if (event.pointerId !== activePointer) return;
+  if (event.pointerId !== activePointer || !ink.current) return;
   const events = event.getCoalescedEvents?.() ?? [];
   for (const e of events.length ? events : [event]) {
     const point = pad.toUnits(e);
@@ -133,15 +133,17 @@ function inkChanged() {
 }
 
 function undo() {
+  const unsent = ink.current !== null && !outbox.started; // the server has not seen it yet
   activePointer = null;
   outbox.points = [];
   outbox.started = false;
   if (!ink.undo()) return;
   inkChanged();
   pad.render(ink);
+  if (ink.isEmpty) showEmpty();
+  if (unsent) return;
   const seq = conn.send({ type: "undo" });
   if (seq !== null) staleBefore = seq;
-  if (ink.isEmpty) showEmpty();
 }
 
 function clear() {
@@ -157,7 +159,10 @@ function clear() {
 }
 
 function recognize() {
-  if (ink.current) endStroke();
+  if (ink.current) {
+    activePointer = null;
+    endStroke();
+  }
   if (ink.isEmpty) {
     showEmpty("Nothing to recognize yet: draw a digit first");
     return;
