@@ -108,7 +108,8 @@ def free_port() -> int:
 class ServerProcess:
     """`python -m server` on a loopback port, stoppable and restartable on the same port."""
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, *flags: str) -> None:
+        self.flags = ("--host=127.0.0.1", *flags)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log_path
@@ -117,7 +118,7 @@ class ServerProcess:
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(self.port)],
+                [sys.executable, "-m", "server", *self.flags, f"--port={self.port}"],
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -314,6 +315,13 @@ def test_empty_page_shows_no_guess(page: Page) -> None:
     page.page.keyboard.press("Enter")  # nothing to recognize: still no guess
     assert page.shown()["state"] == "empty"
     assert "draw a digit first" in page.page.locator("#verdict").inner_text()
+    # The pad is sharp on this 2x screen: one canvas pixel per device pixel.
+    backing = page.page.evaluate(
+        """() => { const c = document.getElementById('pad');
+                   const r = c.getBoundingClientRect();
+                   return [c.width, c.height, Math.round(r.width * devicePixelRatio)]; }"""
+    )
+    assert backing[0] == backing[1] == backing[2] >= 2 * 300
 
 
 @pytest.mark.parametrize("digit", [0, 3, 4, 7, 8])
@@ -457,6 +465,23 @@ def restart(page: Page, srv: ServerProcess) -> None:
     page.page.wait_for_selector('#conn:not([data-state="open"])', timeout=WAIT_MS)
     srv.start()
     page.wait_connected()
+
+
+def test_an_idle_page_pauses_and_reconnects_when_drawing_starts(
+    make_page: Callable[..., Page], samples: Samples, tmp_path: Path
+) -> None:
+    srv = ServerProcess(tmp_path / "server.log", "--idle-timeout-s", "1")
+    srv.start()
+    try:
+        page = make_page()
+        page.page.goto(srv.url)  # connects, then the server closes the silent socket
+        page.page.wait_for_selector('#conn[data-state="idle"]', timeout=WAIT_MS)
+        assert page.page.get_by_role("alert").is_hidden()  # a pause, not an error
+        page.draw(samples.clear[9].strokes)
+        page.wait_connected()
+        assert recognize(page)["digit"] == "9"
+    finally:
+        srv.stop()
 
 
 def test_server_errors_show_as_readable_messages(page: Page) -> None:
