@@ -22,6 +22,7 @@ from server.errors import ClientError, Code
 VERSION = 1
 MAX_TOP_K = 10
 MAX_SEQ = 2**53 - 1  # exact in JSON numbers and doubles
+MAX_TIME = 1e15  # bound on a point's t (any clock in ms, epoch included)
 
 Point = tuple[float, ...]  # (x, y) or (x, y, t)
 Points = tuple[Point, ...]
@@ -229,7 +230,8 @@ def _points(obj: Mapping[str, Any], limits: Limits, required: bool) -> Points:
     for p in raw:
         if not isinstance(p, list) or len(p) not in (2, 3):
             raise _bad("each point must be [x, y] or [x, y, t]")
-        out.append(tuple(_number(v, limits.max_coordinate) for v in p))
+        x, y = _number(p[0], limits.max_coordinate), _number(p[1], limits.max_coordinate)
+        out.append((x, y) if len(p) == 2 else (x, y, _number(p[2], MAX_TIME)))
     return tuple(out)
 
 

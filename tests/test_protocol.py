@@ -158,6 +158,7 @@ BAD_FRAMES: list[tuple[bytes | str, Code]] = [
     ('{"type": "end", "points": [[1, -Infinity]]}', Code.BAD_NUMBER),
     ('{"type": "points", "points": [[1e300, 2]]}', Code.BAD_NUMBER),
     ('{"type": "points", "points": [[1, 2, NaN]]}', Code.BAD_NUMBER),
+    ('{"type": "points", "points": [[1, 2, 1e16]]}', Code.BAD_NUMBER),
     ('{"type": "points", "points": [[1e400, 2]]}', Code.BAD_NUMBER),  # parses as inf
     ('{"type": "points", "points": [[' + "9" * 400 + ", 2]]}", Code.BAD_NUMBER),
     ('{"type": "points", "points": [[' + "9" * 5000 + ", 2]]}", Code.BAD_FRAME),
@@ -187,8 +188,8 @@ def test_limits_are_those_passed() -> None:
         Code.TOO_MANY_POINTS
     )
     assert _code('{"type": "points", "points": [[10.5, 0]]}', tight)[0] is Code.BAD_NUMBER
-    assert decode('{"type": "points", "points": [[-10, 10], [0, 0]]}', tight) == PointsMsg(
-        ((-10.0, 10.0), (0.0, 0.0))
+    assert decode('{"type": "points", "points": [[-10, 10], [0, 0, 1.7e12]]}', tight) == PointsMsg(
+        ((-10.0, 10.0), (0.0, 0.0, 1.7e12))  # t is a clock reading, not a coordinate
     )
 
 
