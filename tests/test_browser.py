@@ -484,6 +484,32 @@ def test_an_idle_page_pauses_and_reconnects_when_drawing_starts(
         srv.stop()
 
 
+def test_the_page_keeps_to_the_stroke_limit_the_server_announces(
+    make_page: Callable[..., Page], samples: Samples, tmp_path: Path
+) -> None:
+    srv = ServerProcess(tmp_path / "server.log", "--max-strokes-per-session=1")
+    srv.start()
+    try:
+        page = make_page()
+        page.open(srv.url)
+        one = samples.clear[1]
+        other = next(x for x in samples.clear.values() if x.label != 1 and len(x.strokes) == 1)
+        page.draw(one.strokes)
+        wait_settled(page)
+        pixels = page.canvas_pixels()
+        page.draw(other.strokes)  # a second stroke: refused before it is sent
+        alert = page.page.get_by_role("alert")
+        alert.wait_for(state="visible", timeout=WAIT_MS)
+        assert "clear the pad" in alert.inner_text() and "(too_many_strokes)" in alert.inner_text()
+        assert page.canvas_pixels() == pixels
+        assert recognize(page)["digit"] == "1"
+        page.page.keyboard.press("Control+z")  # room again
+        page.draw(other.strokes)
+        assert recognize(page)["digit"] == str(other.label)
+    finally:
+        srv.stop()
+
+
 def test_server_errors_show_as_readable_messages(page: Page) -> None:
     # Points outside a stroke: the page never sends this, so send it by hand.
     page.page.evaluate("() => window.digits.conn.send({type: 'points', points: [[1, 2]]})")

@@ -21,9 +21,14 @@ let staleBefore = 0; // predictions for sequence numbers below this describe und
 let finalWanted = false; // the person asked for the final answer and has not drawn since
 let frameRequested = false;
 
+/** A limit the server announced in welcome (protocol.Limits), or `fallback`. */
+function limit(name, fallback) {
+  const value = conn.welcome?.limits?.[name];
+  return Number.isFinite(value) && value > 0 ? value : fallback;
+}
+
 function maxPoints() {
-  const limit = conn.welcome?.limits?.max_points_per_message;
-  return Number.isInteger(limit) && limit > 0 ? limit : 256;
+  return limit("max_points_per_message", 256);
 }
 
 /** Send one stroke's points as start/points/end messages within the per-message limit. */
@@ -89,6 +94,15 @@ function onPointerDown(event) {
   if (activePointer !== null || (event.pointerType === "mouse" && event.button !== 0)) return;
   event.preventDefault();
   conn.wake();
+  // Stay within the session's limits here, so the server never has to refuse a stroke.
+  if (ink.all().length >= limit("max_strokes_per_session", Infinity)) {
+    showError(describeError({ code: "too_many_strokes" }));
+    return;
+  }
+  if (ink.points >= limit("max_points_per_session", Infinity)) {
+    showError(describeError({ code: "too_many_points" }));
+    return;
+  }
   activePointer = event.pointerId;
   debug.lastPointerType = event.pointerType;
   pad.canvas.setPointerCapture(event.pointerId);
@@ -107,6 +121,7 @@ function onPointerMove(event) {
   for (const e of events.length ? events : [event]) {
     const point = pad.toUnits(e);
     if (samePoint(point, ink.current.at(-1))) continue;
+    if (ink.points >= limit("max_points_per_session", Infinity)) break;
     ink.add(point);
     outbox.points.push(point);
   }

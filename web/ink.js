@@ -10,6 +10,7 @@ export class Ink {
   constructor() {
     this.strokes = []; // finished strokes, each an array of [x, y]
     this.current = null; // the stroke being drawn, or null
+    this.points = 0; // points in all strokes
   }
 
   get isEmpty() {
@@ -22,11 +23,15 @@ export class Ink {
   }
 
   begin(point) {
+    this.end();
     this.current = [point];
+    this.points += 1;
   }
 
   add(point) {
-    if (this.current) this.current.push(point);
+    if (!this.current) return;
+    this.current.push(point);
+    this.points += 1;
   }
 
   end() {
@@ -38,12 +43,16 @@ export class Ink {
   /** Drop the last stroke (finishing any stroke in progress first); false if none. */
   undo() {
     this.end();
-    return this.strokes.pop() !== undefined;
+    const last = this.strokes.pop();
+    if (last === undefined) return false;
+    this.points -= last.length;
+    return true;
   }
 
   clear() {
     this.strokes = [];
     this.current = null;
+    this.points = 0;
   }
 }
 
