@@ -72,13 +72,22 @@ function replay() {
   staleBefore = conn.seq; // show only the answer for the whole drawing, not each step
 }
 
+// At most ~60 batches a second, even on 120-240 Hz screens: well inside the server's rate limit.
+const MIN_SEND_INTERVAL_MS = 15;
+let lastFlush = 0;
+
 function requestFrame() {
   if (frameRequested) return;
   frameRequested = true;
-  requestAnimationFrame(() => {
+  requestAnimationFrame((now) => {
     frameRequested = false;
     pad.render(ink);
-    flush();
+    if (now - lastFlush >= MIN_SEND_INTERVAL_MS) {
+      lastFlush = now;
+      flush();
+    } else if (outbox.points.length) {
+      requestFrame();
+    }
   });
 }
 
@@ -188,6 +197,16 @@ function recognize() {
   }
 }
 
+let retryTimer = null;
+
+/** The server was too busy to answer `recognize`: ask again shortly, if still wanted. */
+function retryRecognize() {
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(() => {
+    if (finalWanted && result.dataset.state !== "final") conn.send({ type: "recognize" });
+  }, 500);
+}
+
 function onKeyDown(event) {
   conn.wake();
   const onButton = event.target instanceof HTMLButtonElement;
@@ -214,6 +233,7 @@ function onMessage({ detail: message }) {
   if (message.type === "prediction") onPrediction(message);
   else if (message.type === "error" && message.code !== "idle_timeout") {
     showError(describeError(message));
+    if (message.code === "overloaded" && finalWanted) retryRecognize();
   }
 }
 
