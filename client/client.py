@@ -239,11 +239,16 @@ class DigitsClient:
 
     async def _read(self) -> None:
         try:
-            async for frame in self._ws:
+            while True:
+                frame = await self._ws.receive()
                 if frame.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
                     self._dispatch(frame.data)
+                    continue
+                if frame.type is aiohttp.WSMsgType.CLOSE:
+                    self.close_code = int(frame.data)  # the server's code, as sent
+                break
         finally:
-            self.close_code = self._ws.close_code
+            self.close_code = self.close_code or self._ws.close_code
             self._fail_waiters(ConnectionClosed(self.close_code))
 
     def _dispatch(self, data: bytes | str) -> None:

@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     raise_open_file_limit()
+    # The inference thread rasterizes with numpy while holding the GIL; with the default 5 ms
+    # switch interval the event loop waits up to 5 ms to get it back after every syscall.
+    sys.setswitchinterval(0.0005)
     try:
         model = load_model(settings.model, settings.accelerator, settings.threads)
     except ModelError as exc:

@@ -154,7 +154,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     )
     app[CONNECTIONS].add(conn)
     try:
-        await _serve(ws, conn, limits.idle_timeout_s)
+        await _serve(ws, conn)
     finally:  # bookkeeping first: the awaits below may be cancelled
         _release(app, client)
         app[METRICS].connections.dec()
@@ -162,13 +162,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _serve(ws: web.WebSocketResponse, conn: Connection, idle_timeout: float) -> None:
+async def _serve(ws: web.WebSocketResponse, conn: Connection) -> None:
     """Feed frames to the connection until either side closes."""
     while conn.open and not ws.closed:
-        try:
-            msg = await ws.receive(timeout=idle_timeout)
-        except TimeoutError:
-            await conn.fail(ClientError(Code.IDLE_TIMEOUT, f"no message for {idle_timeout:g} s"))
+        msg = await ws.receive()
+        if msg.type is WSMsgType.CLOSING and not conn.open:
+            await conn.wait_closed()  # another task is closing: let it finish the handshake
             return
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             if msg.type is WSMsgType.ERROR:
@@ -179,6 +178,29 @@ async def _serve(ws: web.WebSocketResponse, conn: Connection, idle_timeout: floa
         except Exception:  # a bug of ours: the client learns only "internal"
             log.exception("failed handling a client message")
             await conn.fail(ClientError(Code.INTERNAL, "internal error"))
+
+
+async def _sweep_idle(app: web.Application) -> AsyncIterator[None]:
+    """Close connections silent for idle_timeout_s. One sweeper for all sockets is cheaper
+    than a timer per received frame."""
+    idle = app[SETTINGS].limits.idle_timeout_s
+    closing: set[asyncio.Task[bool]] = set()
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(min(1.0, idle / 4))
+            live = app[CONNECTIONS]
+            for conn in list(live):
+                if conn.open and conn.clock() - conn.last_seen > idle:
+                    error = ClientError(Code.IDLE_TIMEOUT, f"no message for {idle:g} s")
+                    task = asyncio.create_task(conn.fail(error))
+                    closing.add(task)
+                    task.add_done_callback(closing.discard)
+
+    sweeper = asyncio.create_task(sweep(), name="idle-sweeper")
+    yield
+    sweeper.cancel()
+    await asyncio.gather(sweeper, *closing, return_exceptions=True)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -251,6 +273,7 @@ def create_app(settings: Settings, model: Model | None = None) -> web.Applicatio
     if model is not None:
         app[MODEL] = model
     app.cleanup_ctx.append(_inference(model))  # type: ignore[arg-type]
+    app.cleanup_ctx.append(_sweep_idle)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/", index)
     app.router.add_get("/ws", websocket)

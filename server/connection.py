@@ -72,11 +72,13 @@ class Connection:
         self.binary = True  # reply in the encoding of the client's last frame
         self.open = True
         self._updated_at = clock()
+        self.last_seen = clock()  # when the last frame arrived, for the idle sweeper
         self._task: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
 
     async def receive(self, data: bytes | str) -> bool:
         """Handle one frame. Returns False when the connection has been closed."""
-        now = self.clock()
+        now = self.last_seen = self.clock()
         self.binary = isinstance(data, bytes)
         verdict = self.bucket.spend(now)
         try:
@@ -85,7 +87,7 @@ class Connection:
             if verdict is Verdict.REFUSE:
                 raise ClientError(Code.RATE_LIMITED, "message rate limit exceeded", peek_seq(data))
             msg = decode(data, self.limits)
-            self.metrics.messages.labels(message_type(msg)).inc()
+            self.metrics.count(self.metrics.messages, message_type(msg))
             if not isinstance(msg, Hello | Ping | Recognize):
                 self._updated_at = now
             actions = self.session.apply(msg)
@@ -97,7 +99,7 @@ class Connection:
     async def fail(self, exc: ClientError) -> bool:
         """Tell the client about `exc`; close if the connection cannot continue.
         Returns whether the connection is still open."""
-        self.metrics.errors.labels(exc.code).inc()
+        self.metrics.count(self.metrics.errors, exc.code)
         await self._send(Error(exc.code, exc.message, exc.seq))
         if exc.close_code is not None:
             await self.close(exc.close_code, exc.code)
@@ -105,7 +107,14 @@ class Connection:
 
     async def close(self, code: int, reason: str) -> None:
         self.open = False
-        await self.peer.close(code, reason)
+        try:
+            await self.peer.close(code, reason)
+        finally:
+            self._closed.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until a close started by the server (any task) has finished its handshake."""
+        await self._closed.wait()
 
     async def stop(self) -> None:
         """Abandon the prediction in flight (the socket is gone)."""
@@ -156,5 +165,5 @@ class Connection:
                 return
         await self._send(prediction)
         kind = "empty" if prediction.empty else "final" if prediction.final else "live"
-        self.metrics.predictions.labels(kind).inc()
+        self.metrics.count(self.metrics.predictions, kind)
         self.metrics.latency.observe(self.clock() - updated_at)

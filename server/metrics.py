@@ -18,6 +18,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[Counter, str], Counter] = {}
         r = self.registry
         self.connections = Gauge("digits_connections", "Open WebSocket connections", registry=r)
         self.messages = Counter(
@@ -55,6 +56,13 @@ class Metrics:
         self.errors = Counter(
             "digits_errors", "Errors sent to clients, by code", ["code"], registry=r
         )
+
+    def count(self, counter: Counter, label: str) -> None:
+        """counter{label}++ -- with the labelled child cached (labels() is slow per call)."""
+        child = self._children.get((counter, label))
+        if child is None:
+            child = self._children[(counter, label)] = counter.labels(label)
+        child.inc()
 
     def observe_batch(self, stats: BatchStats) -> None:
         self.batch_size.observe(stats.size)
