@@ -193,6 +193,7 @@ async def run_level(
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "pred_s_median": statistics.median(rates) if rates else float("nan"),
         "pred_s_min": min(rates) if rates else float("nan"),
+        "pred_s_total": sum(rates),
         "errors": sum(p.errors for p in people),
         "server_cpu": 100 * (cpu1 - cpu0) / elapsed,
         "server_rss_mb": rss,
@@ -214,7 +215,7 @@ def raise_open_file_limit() -> None:
 
 
 HEADER = (
-    "| drawers | idle | p50 ms | p99 ms | pred/s per drawer (median, min) | errors "
+    "| drawers | idle | p50 ms | p99 ms | pred/s per drawer (median, min) | pred/s total | errors "
     "| server CPU | server RSS | mean batch | loadgen CPU |"
 )
 
@@ -227,7 +228,8 @@ def row(r: dict[str, float]) -> str:
     )
     return (
         f"| {int(r['drawers'])} | {idle} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
-        f"| {r['pred_s_median']:.1f}, {r['pred_s_min']:.1f} | {int(r['errors'])} "
+        f"| {r['pred_s_median']:.1f}, {r['pred_s_min']:.1f} | {r['pred_s_total']:.0f} "
+        f"| {int(r['errors'])} "
         f"| {r['server_cpu']:.0f}% | {r['server_rss_mb']:.0f} MB | {r['batch_mean']:.1f} "
         f"| {r['loadgen_cpu']:.0f}% |"
     )

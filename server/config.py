@@ -49,7 +49,9 @@ class Settings:
     log_level: str = "INFO"
     allowed_origins: tuple[str, ...] = ()
     batch_max: int = 64
-    batch_wait_ms: float = 1.0
+    batch_wait_ms: float = (
+        0.0  # greedy, as Triton by default: what queues during a batch forms the next
+    )
     queue_max: int = 4096
     send_buffer_bytes: int = 65536
     limits: Limits = field(default_factory=Limits)

@@ -70,7 +70,7 @@ class Recognizer:
         model: Model,
         *,
         max_batch: int = 64,
-        max_wait: float = 0.001,
+        max_wait: float = 0.0,
         max_queue: int = 4096,
         on_batch: Callable[[BatchStats], None] | None = None,
     ) -> None:
