@@ -32,7 +32,13 @@ def raise_open_file_limit() -> int:
 
 async def serve(settings: Settings, model: Model) -> None:
     """Serve until SIGINT/SIGTERM, then stop accepting, close sockets (1001), drain."""
-    runner = web.AppRunner(create_app(settings, model), handle_signals=False, shutdown_timeout=5.0)
+    verbose = logging.getLogger().isEnabledFor(logging.DEBUG)  # else no line per request
+    runner = web.AppRunner(
+        create_app(settings, model),
+        handle_signals=False,
+        shutdown_timeout=5.0,
+        access_log=logging.getLogger("aiohttp.access") if verbose else None,
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
     await site.start()

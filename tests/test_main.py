@@ -1,0 +1,47 @@
+"""server/__main__.py: `python -m server` as a process -- its log line, and a graceful
+SIGTERM that closes open sockets with 1001 and exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sys
+
+import pytest
+
+from client import ConnectionClosed, connect
+from server.model import DEFAULT_MODEL
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_python_m_server_serves_then_shuts_down_gracefully() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "--port", "0", "--accelerator", "cpu",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        line = ""
+        while "listening on" not in line:
+            raw = await asyncio.wait_for(proc.stderr.readline(), 60)
+            assert raw, "server exited before listening"
+            line = raw.decode()
+        match = re.search(r"listening on (http://127\.0\.0\.1:(\d+))", line)
+        assert match is not None
+        assert f"model digits ({DEFAULT_MODEL})" in line and "accelerator cpu (litert" in line
+        url = match.group(1).replace("http", "ws") + "/ws"
+        async with connect(url) as client:
+            final = await client.draw([[[50, 10], [50, 90]]], point_interval=0)
+            assert final is not None and not final.empty
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await client.receive()
+            assert client.close_code == 1001
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
