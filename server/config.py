@@ -33,6 +33,17 @@ _HELP = {
     "batch_wait_ms": "longest wait for a batch to fill, from its first item",
     "queue_max": "most snapshots queued for inference before clients get 'overloaded'",
     "send_buffer_bytes": "above this many unsent bytes, live predictions wait and may be dropped",
+    "max_frame_bytes": "largest WebSocket frame accepted (larger: close 1009)",
+    "max_points_per_message": "points in one start/points/end message",
+    "max_points_per_session": "points in one session's ink",
+    "max_strokes_per_session": "strokes in one session's ink",
+    "max_coordinate": "largest |x| or |y| of a point",
+    "messages_per_second": "token-bucket refill rate per connection",
+    "message_burst": "token-bucket size per connection",
+    "max_connections": "open WebSockets in total (beyond: close 1013)",
+    "max_connections_per_client": "open WebSockets per client IP address (beyond: close 1013)",
+    "idle_timeout_s": "close a connection silent this long",
+    "heartbeat_s": "WebSocket ping interval; a peer not answering within half is dropped",
 }
 
 
