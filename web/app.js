@@ -300,11 +300,12 @@ function announce(text) {
 function onState({ detail }) {
   const el = $("conn");
   el.dataset.state = detail.state;
+  document.body.dataset.conn = detail.state; // lets the style mute a guess that may be stale
   const text = {
     connecting: detail.attempt ? "Reconnecting…" : "Connecting…",
     open: "Connected",
     idle: "Paused: draw to reconnect",
-    waiting: `Connection lost, retrying in ${Math.max(1, Math.round((detail.delayMs ?? 0) / 1000))} s`,
+    waiting: `Offline, retrying in ${Math.max(1, Math.round((detail.delayMs ?? 0) / 1000))} s`,
   }[detail.state];
   $("conn-text").textContent = text;
 }
@@ -329,7 +330,8 @@ const ERROR_ADVICE = {
 };
 
 function describeError(e) {
-  const text = ERROR_ADVICE[e.code] ?? e.message ?? "The server could not handle that.";
+  let text = ERROR_ADVICE[e.code] ?? e.message ?? "The server could not handle that.";
+  text = text.charAt(0).toUpperCase() + text.slice(1);
   return e.code ? `${text} (${e.code})` : text;
 }
 
