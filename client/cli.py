@@ -1,0 +1,267 @@
+"""The `digits-client` command: recognize a strokes file, or draw strokes read from stdin.
+
+Belongs here: the arguments, the top of each subcommand, and the one place that turns
+failures into a one-line message and an exit status. The work lives in client/replay.py
+(files), client/pen.py (pacing) and client/strokefile.py (parsing).
+
+Exit status: 0 all went well; 1 some lines or samples failed, or the input cannot be read;
+2 the server cannot be reached or the connection was lost (also bad usage); 3 the server
+refused to join the room (wrong or expired token, or a server without rooms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import json
+import os
+import sys
+import threading
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TextIO
+
+import aiohttp
+
+from client.client import ConnectionClosed, ServerError
+from client.pen import Pace, Pen
+from client.replay import Options, Unreachable, open_client, recognize_file
+from client.rooms import JoinRefused
+from client.strokefile import InputError, parse_draw_line, read_samples
+from server.protocol import MAX_TOP_K, Error, Prediction, ServerMessage
+
+EXIT_OK, EXIT_FAILURES, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 1, 2, 3
+DEFAULT_URL = os.environ.get("DIGITS_URL", "ws://127.0.0.1:8080/ws")
+PROG = "digits-client"
+
+
+# ---- arguments ------------------------------------------------------------------------------
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=DEFAULT_URL, help="server WebSocket URL (%(default)s)")
+    common.add_argument(
+        "--rate", type=_positive(float), default=90.0, help="pen speed, points per second"
+    )
+    common.add_argument(
+        "--fast", action="store_true", help="send as fast as the server's rate limit allows"
+    )
+    common.add_argument(
+        "--batch", type=_positive(int), default=8, help="points per message with --fast"
+    )
+    common.add_argument("--top-k", type=int, default=3, choices=range(1, MAX_TOP_K + 1))
+    common.add_argument("--room", help="join this shared session (needs --token)")
+    common.add_argument("--token", help="the room's draw or watch token")
+    common.add_argument("--json", action="store_true", help="JSON text frames, not msgpack")
+    common.add_argument(
+        "--timeout", type=_positive(float), default=10.0, help="seconds to connect and join"
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser for both subcommands."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser(
+        "recognize", parents=[_common()], help="recognize every sample of a strokes file"
+    )
+    rec.add_argument("file", help="JSON Lines strokes file, gzipped or not; - for stdin")
+    rec.add_argument("--out", default="-", help="where to write one JSON line per sample")
+    rec.add_argument("--concurrency", type=_positive(int), default=1, help="connections")
+    sub.add_parser(
+        "draw", parents=[_common()], help="draw strokes from stdin, print live predictions"
+    )
+    return parser
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if (args.room is None) != (args.token is None):
+        parser.error("--room and --token go together")
+    if args.room is not None and getattr(args, "concurrency", 1) > 1:
+        parser.error("--room draws on one shared canvas: use --concurrency 1")
+    if args.batch > 512:
+        parser.error("--batch must be at most 512")
+
+
+def options(args: argparse.Namespace) -> Options:
+    """Connection and drawing options from parsed arguments."""
+    pace = Pace(rate=args.rate, fast=args.fast, batch=args.batch)
+    return Options(args.url, pace, args.top_k, args.room, args.token, not args.json, args.timeout)
+
+
+# ---- recognize ------------------------------------------------------------------------------
+
+
+async def run_recognize(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Recognize a whole file; the summary line goes to `err` last."""
+    items = read_samples(args.file)
+    source = "stdin" if args.file == "-" else args.file
+    summary = await recognize_file(items, source, options(args), args.concurrency, out, err)
+    print(json.dumps(summary.to_json(), separators=(",", ":")), file=err, flush=True)
+    return EXIT_FAILURES if summary.errors else EXIT_OK
+
+
+# ---- draw -----------------------------------------------------------------------------------
+
+
+def prediction_record(msg: Prediction) -> dict[str, Any]:
+    """A prediction as `draw` prints it."""
+    return {
+        "seq": msg.seq,
+        "final": msg.final,
+        "empty": msg.empty,
+        "digit": None if msg.empty else msg.top[0].digit,
+        "top": [{"digit": g.digit, "p": round(g.p, 6)} for g in msg.top],
+        "strokes": msg.strokes,
+    }
+
+
+class DrawPrinter:
+    """Prints every prediction as a JSON line, and server errors as "stdin:line: ..."
+    (the input line whose messages the error refers to)."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out, self.err = out, err
+        self.failures = 0
+        self.line = 0  # the input line being sent
+        self._sent: list[int] = []  # last seq sent for each finished line, ascending
+        self._lines: list[int] = []
+
+    def sent(self, seq: int | None) -> None:
+        """All messages of the current line are out; the last one had `seq`."""
+        if seq is not None:
+            self._sent.append(seq)
+            self._lines.append(self.line)
+
+    def line_of(self, seq: int | None) -> int:
+        i = len(self._sent) if seq is None else bisect.bisect_left(self._sent, seq)
+        return self._lines[i] if i < len(self._lines) else self.line
+
+    def bad_line(self, line: int, reason: str) -> None:
+        self.failures += 1
+        print(f"stdin:{line}: {reason}", file=self.err, flush=True)
+
+    def hear(self, msg: ServerMessage, _at: float) -> None:
+        """The client library's on_message hook."""
+        if isinstance(msg, Prediction):
+            print(json.dumps(prediction_record(msg)), file=self.out, flush=True)
+        elif isinstance(msg, Error):
+            self.bad_line(self.line_of(msg.seq), f"server error {msg.code}: {msg.message}")
+
+
+async def stdin_lines(limit: int = 64) -> AsyncIterator[tuple[int, str]]:
+    """(line number, text) of stdin's lines, read by a daemon thread so that the loop keeps
+    receiving predictions while stdin waits, and a blocked read never holds up exit."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue(limit)
+
+    def pump() -> None:
+        try:
+            for text in sys.stdin:
+                asyncio.run_coroutine_threadsafe(queue.put(text), loop).result()
+            asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+        except (RuntimeError, ValueError, OSError):
+            return  # the loop or stdin closed under us: the command is ending anyway
+
+    threading.Thread(target=pump, name="digits-client-stdin", daemon=True).start()
+    line = 0
+    while (text := await queue.get()) is not None:
+        line += 1
+        yield line, text
+
+
+async def _draw_line(pen: Pen, printer: DrawPrinter, line: int, text: str) -> None:
+    if not text.strip():
+        return
+    try:
+        item = parse_draw_line(text)
+    except (ValueError, RecursionError) as exc:
+        printer.bad_line(line, str(exc))
+        return
+    printer.line = line
+    if item == "recognize":
+        await pen.pacer.take()
+        await pen.client.recognize()
+    elif isinstance(item, str):
+        printer.sent(await pen.command(item))
+    else:
+        printer.sent(await pen.stroke(item))
+
+
+async def run_draw(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Draw stdin's strokes, print predictions as they come, the final answer at EOF."""
+    printer = DrawPrinter(out, err)
+    opts = options(args)
+    async with aiohttp.ClientSession() as http:
+        client = await open_client(opts, http, printer.hear)
+        try:
+            pen = Pen(client, opts.pace)
+            async for line, text in stdin_lines():
+                await _draw_line(pen, printer, line, text)
+            await pen.pacer.take()
+            await client.recognize()
+        finally:
+            await client.close()
+    return EXIT_FAILURES if printer.failures else EXIT_OK
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+
+async def _run(args: argparse.Namespace) -> int:
+    if args.command == "draw":
+        return await run_draw(args, sys.stdout, sys.stderr)
+    if args.out == "-":
+        return await run_recognize(args, sys.stdout, sys.stderr)
+    try:
+        out = open(args.out, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115 -- once, small
+    except OSError as exc:
+        raise InputError(f"{args.out}: {exc.strerror or exc}") from None
+    with out:
+        return await run_recognize(args, out, sys.stderr)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `digits-client` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    try:
+        return asyncio.run(_run(args))
+    except Unreachable as exc:
+        return _fail(str(exc), EXIT_UNREACHABLE)
+    except ConnectionClosed as exc:
+        return _fail(f"{args.url}: the connection was lost (code {exc.code})", EXIT_UNREACHABLE)
+    except JoinRefused as exc:
+        return _fail(str(exc), EXIT_REFUSED)
+    except (InputError, ServerError) as exc:
+        return _fail(str(exc), EXIT_FAILURES)
+    except TimeoutError:
+        return _fail("no final answer from the server in time", EXIT_FAILURES)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURES
+
+
+if __name__ == "__main__":
+    sys.exit(main())
