@@ -270,22 +270,34 @@ function renderBars(top) {
   const rows = [];
   for (let i = 0; i < TOP_K; i++) {
     const item = top[i];
-    const li = document.createElement("li");
-    li.className = item ? "" : "blank";
     const label = item ? String(item.digit) : "·";
-    const value = item ? item.p : 0;
-    li.innerHTML =
-      `<span class="bar-digit">${label}</span>` +
-      `<span class="bar-track"><span class="bar-fill" style="width:${(value * 100).toFixed(1)}%"></span></span>` +
-      `<span class="bar-p">${item ? percent(value) : ""}</span>`;
-    if (item) li.setAttribute("aria-label", `${label}: ${percent(value)}`);
+    const p = item ? clamp01(item.p) : 0;
+    const fill = span("bar-fill");
+    fill.style.width = `${(p * 100).toFixed(1)}%`;
+    const track = span("bar-track");
+    track.append(fill);
+    const li = document.createElement("li");
+    li.append(span("bar-digit", label), track, span("bar-p", item ? percent(p) : ""));
+    if (item) li.setAttribute("aria-label", `${label}: ${percent(p)}`);
+    else li.className = "blank";
     rows.push(li);
   }
   $("bars").replaceChildren(...rows);
 }
 
+function span(className, text = "") {
+  const el = document.createElement("span");
+  el.className = className;
+  el.textContent = text;
+  return el;
+}
+
+function clamp01(p) {
+  return Math.max(0, Math.min(1, Number(p) || 0));
+}
+
 function percent(p) {
-  const v = Math.max(0, Math.min(1, Number(p) || 0)) * 100;
+  const v = clamp01(p) * 100;
   return v >= 99.5 || v < 0.5 ? `${Math.round(v)}%` : `${v.toFixed(v < 10 ? 1 : 0)}%`;
 }
 
