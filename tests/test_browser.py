@@ -47,6 +47,8 @@ PHONE = {"width": 375, "height": 667}  # a small phone: the page is taller than 
 NO_GUESS = "\u2013"  # the en dash the page shows instead of a digit
 WAIT_MS = 15_000  # generous: a prediction normally shows within a frame or two
 
+if os.environ.get("CI") and not Path(CHROMIUM).exists():
+    raise RuntimeError(f"{CHROMIUM} is missing in CI: `make test` installs it")
 sync_api = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():
     pytest.skip("Chromium is not installed (make test installs it)", allow_module_level=True)
