@@ -18,7 +18,7 @@ from client.cli import main
 from client.pen import Pace, frames
 from client.replay import percentile
 from client.strokefile import LineError, Sample, parse_draw_line, parse_sample, read_samples
-from tests.serverkit import Digit, MakeClient, start, unipen_digits
+from tests.serverkit import Digit, MakeClient, metric, start, unipen_digits
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -75,7 +75,7 @@ def free_port() -> int:
 async def test_recognize_at_pen_speed_reports_every_sample_and_the_accuracy(
     aiohttp_client: MakeClient, tmp_path: Path
 ) -> None:
-    _, url = await start(aiohttp_client)
+    server, url = await start(aiohttp_client)
     digits = twenty()
     path = write_samples(
         tmp_path / "digits.jsonl.gz", [sample_line(i, d) for i, d in enumerate(digits)]
@@ -99,6 +99,9 @@ async def test_recognize_at_pen_speed_reports_every_sample_and_the_accuracy(
     s = summary(err)
     assert (s["count"], s["errors"], s["labelled"], s["accuracy"]) == (20, 0, 20, 1.0)
     assert 0 < s["latency_ms_p50"] <= s["latency_ms_p99"] == max(r["latency_ms"] for r in rows)
+    text = await (await server.get("/metrics")).text()
+    assert metric(text, "digits_messages_total", '{type="hello"}') == 4  # --concurrency 4
+    assert metric(text, "digits_predictions_total", '{kind="live"}') == sum(r["live"] for r in rows)
 
 
 @pytest.mark.asyncio
@@ -106,7 +109,7 @@ async def test_fast_and_concurrent_under_a_strict_rate_limit(
     aiohttp_client: MakeClient, tmp_path: Path
 ) -> None:
     """--fast sends as fast as the announced rate limit allows: no message is refused."""
-    _, url = await start(aiohttp_client, messages_per_second=150.0, message_burst=20)
+    server, url = await start(aiohttp_client, messages_per_second=150.0, message_burst=20)
     digits = twenty()
     path = write_samples(
         tmp_path / "digits.jsonl", [sample_line(i, d) for i, d in enumerate(digits)]
@@ -120,6 +123,10 @@ async def test_fast_and_concurrent_under_a_strict_rate_limit(
     assert [r["digit"] for r in rows] == [d.label for d in digits]
     s = summary(err)
     assert (s["count"], s["errors"], s["accuracy"]) == (20, 0, 1.0)
+    text = await (await server.get("/metrics")).text()
+    assert metric(text, "digits_messages_total", '{type="hello"}') == 8
+    assert metric(text, "digits_messages_total", '{type="recognize"}') == 20
+    assert "digits_errors_total{" not in text  # not one message refused
 
 
 @pytest.mark.asyncio
