@@ -500,3 +500,21 @@ async def test_a_client_that_never_reads_is_bounded_and_others_are_served(
     text = await (await client.get("/metrics")).text()
     assert metric(text, "digits_predictions_dropped_total") >= 1
     stubborn.sock.close()
+
+
+async def test_a_full_inference_queue_answers_overloaded_and_recovers(
+    aiohttp_client: MakeClient,
+) -> None:
+    client, url = await start(aiohttp_client, queue_max=1, batch_wait_ms=1000.0)
+    batcher = client.app[RECOGNIZER].batcher
+    async with connect(url) as first, connect(url) as second:
+        await first.start_stroke([[0, 0], [5, 5]])  # queued, held by the batch wait
+        while len(batcher) == 0:  # noqa: ASYNC110 -- the batcher has no "queued" event
+            await asyncio.sleep(0.001)
+        seq = await second.start_stroke([[0, 0], [9, 9]])
+        error = await next_error(second)
+        assert (error.code, error.seq) == ("overloaded", seq)
+        while not isinstance(await first.receive(), Prediction):  # the held batch ran
+            pass
+        final = await second.recognize()  # the queue has room again: the session goes on
+        assert not final.empty and final.strokes == 1
