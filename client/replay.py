@@ -11,13 +11,13 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import aiohttp
 
-from client.client import ConnectionClosed, DigitsClient, ServerError
+from client.client import ConnectionClosed, DigitsClient, MessageHook, ServerError
 from client.pen import Pace, Pen
 from client.rooms import RoomClient
 from client.strokefile import LineError, Sample
@@ -62,7 +62,9 @@ def _unreachable(url: str, exc: BaseException, timeout_s: float) -> Unreachable:
     return Unreachable(f"{url}: {why}")
 
 
-async def open_client(opts: Options, http: aiohttp.ClientSession, hook: Any = None) -> RoomClient:
+async def open_client(
+    opts: Options, http: aiohttp.ClientSession, hook: MessageHook | None = None
+) -> RoomClient:
     """A welcomed client, in the room when `opts.room` is set. Raises Unreachable, or
     JoinRefused when the room refuses the token (or the server has no rooms)."""
     try:
@@ -327,7 +329,7 @@ async def recognize_file(
     return summary
 
 
-async def _all_or_nothing(coros: list[Any]) -> None:
+async def _all_or_nothing(coros: list[Coroutine[Any, Any, None]]) -> None:
     """Run all; the first exception cancels the others and is raised."""
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
