@@ -38,6 +38,7 @@ from server.protocol import (
 
 StrokeInput = Sequence[Sequence[float]]  # [[x, y] or [x, y, t], ...]
 MessageHook = Callable[[ServerMessage, float], None]
+MAX_SERVER_FRAME = 4 * 1024 * 1024  # server messages are small; refuse absurd ones
 
 
 class DigitsClientError(Exception):
@@ -107,7 +108,7 @@ class DigitsClient:
         without a connection limit); otherwise the client owns one."""
         http = session or aiohttp.ClientSession()
         try:
-            ws = await http.ws_connect(url, headers=headers, max_msg_size=0, autoping=True)
+            ws = await http.ws_connect(url, headers=headers, max_msg_size=MAX_SERVER_FRAME)
         except BaseException:
             if session is None:
                 await http.close()
