@@ -206,13 +206,19 @@ class DigitsClient:
     async def _stream_stroke(self, stroke: StrokeInput, interval: float, rate: float) -> None:
         if not stroke:
             return
-        per_frame = max(1, round((1.0 / rate) / interval)) if interval > 0 else 8
         await self.start_stroke(stroke[:1])
-        rest = stroke[1:]
-        for i in range(0, len(rest), per_frame):
-            if interval > 0:
-                await asyncio.sleep(per_frame * interval)
-            await self.points(rest[i : i + per_frame])
+        if interval <= 0:  # as fast as possible, a few points per message
+            for i in range(1, len(stroke), 8):
+                await self.points(stroke[i : i + 8])
+        else:  # each frame sends the points the pen has reached by then
+            loop = asyncio.get_running_loop()
+            started, sent = loop.time(), 1
+            while sent < len(stroke):
+                await asyncio.sleep(1.0 / rate)
+                due = min(len(stroke), 1 + int((loop.time() - started) / interval))
+                if due > sent:
+                    await self.points(stroke[sent:due])
+                    sent = due
         await self.end_stroke()
 
     # ---- receiving ----------------------------------------------------------------------
