@@ -101,6 +101,7 @@ class DigitsClient:
         session: aiohttp.ClientSession | None = None,
         headers: dict[str, str] | None = None,
         on_message: MessageHook | None = None,
+        inbox_size: int = 256,
         wait_s: float = 10.0,
     ) -> DigitsClient:
         """Connect to `url` (ws://host:port/ws), say hello and wait for welcome.
@@ -113,7 +114,13 @@ class DigitsClient:
             if session is None:
                 await http.close()
             raise
-        client = cls(ws, None if session else http, binary=binary, on_message=on_message)
+        client = cls(
+            ws,
+            None if session else http,
+            binary=binary,
+            inbox_size=inbox_size,
+            on_message=on_message,
+        )
         try:
             await client._send(Hello(top_k=top_k, preview=preview))
             client.welcome = await asyncio.wait_for(asyncio.shield(client._welcomed), wait_s)

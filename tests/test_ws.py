@@ -18,7 +18,7 @@ import pytest
 
 from client import ConnectionClosed, DigitsClient, Prediction, ServerError, connect
 from server.app import CONNECTIONS, RECOGNIZER
-from server.protocol import Error, decode_server
+from server.protocol import Error, Pong, decode_server
 from server.raster import ink_bounds, rasterize
 from tests.serverkit import MakeClient, metric, start, unipen_digits, unlimited_session
 
@@ -518,3 +518,14 @@ async def test_a_full_inference_queue_answers_overloaded_and_recovers(
             pass
         final = await second.recognize()  # the queue has room again: the session goes on
         assert not final.empty and final.strokes == 1
+
+
+async def test_the_client_inbox_keeps_the_newest_messages(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client)
+    async with connect(url, inbox_size=4) as c:
+        for _ in range(10):
+            await c.ping()
+        kept = [await c.receive() for _ in range(4)]
+        with pytest.raises(TimeoutError):  # nothing else is kept (and nothing else comes)
+            await asyncio.wait_for(c.receive(), 0.2)
+    assert kept == [Pong(7), Pong(8), Pong(9), Pong(10)]
