@@ -52,7 +52,8 @@ class MicroBatcher(Generic[T, R]):
     A batch is dispatched when `max_batch` items are queued or `max_wait` seconds after
     its first item was queued, whichever is first. `fn` runs in `executor` (by default a
     dedicated single thread), so the event loop keeps serving while it runs; items that
-    arrive meanwhile form the next batch.
+    arrive meanwhile form the next batch. `prepare`, if given, maps each item on the event
+    loop as it is taken into a batch (late binding: e.g. swap in the newest state).
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class MicroBatcher(Generic[T, R]):
         max_queue: int = 4096,
         executor: Executor | None = None,
         on_batch: Callable[[BatchStats], None] | None = None,
+        prepare: Callable[[T], T] | None = None,
     ) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait < 0:
             raise ValueError("max_batch and max_queue must be >= 1, max_wait >= 0")
@@ -72,6 +74,7 @@ class MicroBatcher(Generic[T, R]):
         self._executor = executor
         self._own_executor = executor is None
         self._on_batch = on_batch
+        self._prepare = prepare
         self._queue: deque[_Pending[T, R]] = deque()
         self._arrived = asyncio.Event()  # the queue became non-empty or reached max_batch
         self._task: asyncio.Task[None] | None = None
@@ -143,8 +146,15 @@ class MicroBatcher(Generic[T, R]):
         batch: list[_Pending[T, R]] = []
         while self._queue and len(batch) < self.max_batch:
             pending = self._queue.popleft()
-            if not pending.future.cancelled():  # the caller gave up: skip its item
-                batch.append(pending)
+            if pending.future.cancelled():  # the caller gave up: skip its item
+                continue
+            if self._prepare is not None:
+                try:
+                    pending.item = self._prepare(pending.item)
+                except Exception as exc:  # fails this item only
+                    pending.future.set_exception(exc)
+                    continue
+            batch.append(pending)
         return batch
 
     async def _dispatch(self, batch: list[_Pending[T, R]]) -> None:

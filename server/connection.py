@@ -71,7 +71,8 @@ class Connection:
         )
         self.binary = True  # reply in the encoding of the client's last frame
         self.open = True
-        self._updated_at = clock()
+        self._updated_at = clock()  # when the newest ink update arrived
+        self._job_updated_at = self._updated_at  # ... as of the prediction in flight
         self.last_seen = clock()  # when the last frame arrived, for the idle sweeper
         self._task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
@@ -139,16 +140,22 @@ class Connection:
         """Predict `snap`, then whatever newer ink the session wants, until it wants none."""
         next_snap: Snapshot | None = snap
         while next_snap is not None and self.open:
-            await self._predict_one(next_snap, self._updated_at)
+            self._job_updated_at = self._updated_at
+            await self._predict_one(next_snap)
             actions = self.session.prediction_done()
             next_snap = next((a.snapshot for a in actions if isinstance(a, Predict)), None)
 
-    async def _predict_one(self, snap: Snapshot, updated_at: float) -> None:
+    def _refresh(self, pending: Snapshot) -> Snapshot:
+        """As the prediction leaves the queue: predict the newest ink instead."""
+        self._job_updated_at = self._updated_at
+        return self.session.refresh(pending)
+
+    async def _predict_one(self, snap: Snapshot) -> None:
         try:
             prediction = await self.recognizer.predict(
-                snap, self.session.top_k, self.session.preview
+                snap, self.session.top_k, self.session.preview, self._refresh
             )
-            await self._deliver(prediction, updated_at)
+            await self._deliver(prediction, self._job_updated_at)
         except ClientError as exc:
             await self.fail(exc)
         except Exception:  # our bug: log it, tell the client nothing but "internal"

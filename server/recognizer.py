@@ -62,6 +62,21 @@ def preview_bytes(image: Image) -> bytes:
     return bytes(np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8).tobytes())
 
 
+@dataclass(slots=True)
+class Job:
+    """One queued prediction. `refresh`, if set, runs on the event loop as the job leaves
+    the queue and may swap in a newer snapshot (see Session.refresh)."""
+
+    snapshot: Snapshot
+    refresh: Callable[[Snapshot], Snapshot] | None = None
+
+
+def _refresh(job: Job) -> Job:
+    if job.refresh is not None:
+        job.snapshot = job.refresh(job.snapshot)
+    return job
+
+
 class Recognizer:
     """Turns session snapshots into Prediction messages through one shared MicroBatcher."""
 
@@ -75,8 +90,9 @@ class Recognizer:
         on_batch: Callable[[BatchStats], None] | None = None,
     ) -> None:
         self.model = model
-        self.batcher: MicroBatcher[tuple[Stroke, ...], Outcome] = MicroBatcher(
-            lambda batch: predict_strokes(model, batch),
+        self.batcher: MicroBatcher[Job, Outcome] = MicroBatcher(
+            lambda jobs: predict_strokes(model, [job.snapshot.strokes for job in jobs]),
+            prepare=_refresh,
             max_batch=max_batch,
             max_wait=max_wait,
             max_queue=max_queue,
@@ -89,17 +105,26 @@ class Recognizer:
     async def stop(self) -> None:
         await self.batcher.stop()
 
-    async def predict(self, snap: Snapshot, k: int, preview: bool) -> Prediction:
-        """The Prediction for `snap`; empty ink is answered at once, without the model.
+    async def predict(
+        self,
+        snap: Snapshot,
+        k: int,
+        preview: bool,
+        refresh: Callable[[Snapshot], Snapshot] | None = None,
+    ) -> Prediction:
+        """The Prediction for `snap` (or for what `refresh` swaps in when its batch starts);
+        empty ink is answered at once, without the model.
         Raises ClientError(OVERLOADED) when the inference queue is full."""
         if snap.points == 0:
             return Prediction(snap.seq, snap.final, empty=True, strokes=0)
+        job = Job(snap, refresh)
         try:
-            outcome = await self.batcher.submit(snap.strokes)
+            outcome = await self.batcher.submit(job)
         except QueueFull:
             raise ClientError(
                 Code.OVERLOADED, "server busy: prediction skipped", snap.seq
             ) from None
+        snap = job.snapshot
         if outcome.error is not None:
             raise ClientError(Code.BAD_NUMBER, outcome.error, snap.seq)
         strokes = sum(1 for s in snap.strokes if len(s))

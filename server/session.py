@@ -141,6 +141,15 @@ class Session:
         self.in_flight = False
         return self._next()
 
+    def refresh(self, pending: Snapshot) -> Snapshot:
+        """Late binding: the snapshot to predict instead of `pending`, the prediction in
+        flight, as it leaves the queue. A live one becomes the newest ink, so what queued
+        behind it is not predicted twice; a final one stays as recognize asked."""
+        if pending.final or self.final_wanted or not self.dirty:
+            return pending
+        self.dirty = False
+        return self.snapshot(False)
+
     def snapshot(self, final: bool) -> Snapshot:
         strokes = list(self.done)
         if self.open:

@@ -158,3 +158,41 @@ async def test_batch_stats_report_size_and_waits() -> None:
     assert [s.size for s in seen] == [4]
     assert len(seen[0].waits) == 4 and all(w >= 0 for w in seen[0].waits)
     assert seen[0].run_s >= 0
+
+
+@pytest.mark.asyncio
+async def test_prepare_maps_items_as_they_leave_the_queue() -> None:
+    fn = Recorder()
+    latest = {"value": 0}
+    batcher: MicroBatcher[int, int] = MicroBatcher(
+        fn,  # type: ignore[arg-type]
+        max_batch=8,
+        max_wait=0.0,
+        prepare=lambda item: latest["value"] if item == 1 else item,
+    )
+    batcher.start()
+    first = await fn.hold_first(batcher, 0)
+    late = asyncio.create_task(batcher.submit(1))
+    await asyncio.sleep(0.01)
+    latest["value"] = 5  # the state moved on while the item waited
+    fn.gate.set()
+    assert (await first, await late) == (0, 50)
+    assert fn.batches == [[0], [5]]
+    await batcher.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_failing_prepare_fails_only_its_item() -> None:
+    fn = Recorder()
+
+    def prepare(item: int) -> int:
+        if item == 2:
+            raise KeyError("gone")
+        return item
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(fn, max_wait=0.05, prepare=prepare)  # type: ignore[arg-type]
+    batcher.start()
+    results = await asyncio.gather(*(batcher.submit(i) for i in (1, 2, 3)), return_exceptions=True)
+    assert results[0] == 10 and isinstance(results[1], KeyError) and results[2] == 30
+    assert fn.batches == [[1, 3]]
+    await batcher.stop()

@@ -188,3 +188,28 @@ def test_snapshot_arrays_are_float_xy() -> None:
     s.apply(Start(((1.0, 2.0, 3.0),)))
     (stroke,) = s.snapshot(False).strokes
     assert stroke.dtype == np.float64 and stroke.shape == (1, 2)
+
+
+def test_refresh_swaps_a_queued_live_prediction_for_the_newest_ink() -> None:
+    s = greeted()
+    queued = predicted(s.apply(Start(((0.0, 0.0),), seq=1)))
+    assert s.apply(PointsMsg(((1.0, 1.0),), seq=2)) == []
+    assert s.dirty
+    fresh = s.refresh(queued)
+    assert (fresh.seq, fresh.points, fresh.final, s.dirty) == (2, 2, False, False)
+    assert s.prediction_done() == []  # nothing newer left to predict
+    assert s.refresh(fresh) is fresh  # not dirty: unchanged
+
+
+def test_refresh_leaves_finals_as_recognize_asked() -> None:
+    s = greeted()
+    s.apply(Start(((0.0, 0.0),), seq=1))  # a live prediction in flight
+    assert s.apply(Recognize(seq=2)) == []  # the final waits for it
+    final = predicted(s.prediction_done())
+    assert final.final and final.seq == 2
+    s.apply(PointsMsg(((1.0, 1.0),), seq=3))
+    assert s.refresh(final) is final and s.dirty  # still the ink recognize asked about
+    live = predicted(s.prediction_done())
+    assert not live.final and live.seq == 3
+    s.apply(Recognize(seq=4))
+    assert s.refresh(live) is live  # a final is wanted next: this one stays as it was

@@ -529,3 +529,18 @@ async def test_the_client_inbox_keeps_the_newest_messages(aiohttp_client: MakeCl
         with pytest.raises(TimeoutError):  # nothing else is kept (and nothing else comes)
             await asyncio.wait_for(c.receive(), 0.2)
     assert kept == [Pong(7), Pong(8), Pong(9), Pong(10)]
+
+
+async def test_a_queued_live_prediction_reflects_the_newest_ink(aiohttp_client: MakeClient) -> None:
+    client, url = await start(aiohttp_client, batch_wait_ms=1000.0)
+    batcher = client.app[RECOGNIZER].batcher
+    async with connect(url) as c:
+        await c.start_stroke([[0, 0]])  # its prediction is queued, the batch held open
+        while len(batcher) == 0:  # noqa: ASYNC110 -- the batcher has no "queued" event
+            await asyncio.sleep(0.001)
+        await c.points([[5, 5]])
+        newest = await c.points([[9, 0]])
+        first = await c.receive()
+        while not isinstance(first, Prediction):
+            first = await c.receive()
+        assert (first.seq, first.bbox) == (newest, (0.0, 0.0, 9.0, 5.0))
