@@ -67,9 +67,9 @@ def as_strokes(strokes: Strokes) -> list[npt.NDArray[np.float64]]:
         if arr.ndim != 2 or arr.shape[1] not in (2, 3):
             raise InkError(f"stroke {i}: points must be [x, y] or [x, y, t]")
         xy = arr[:, :2]
-        if not np.isfinite(xy).all():
-            raise InkError(f"stroke {i}: coordinates must be finite")
-        if np.abs(xy).max() > FLOAT32_MAX:
+        if not np.abs(xy).max() <= FLOAT32_MAX:  # one pass; NaN fails the comparison too
+            if not np.isfinite(xy).all():
+                raise InkError(f"stroke {i}: coordinates must be finite")
             raise InkError(f"stroke {i}: coordinates beyond float32 range")
         out.append(xy)
     return out
@@ -77,8 +77,8 @@ def as_strokes(strokes: Strokes) -> list[npt.NDArray[np.float64]]:
 
 def ink_bounds(strokes: Sequence[npt.NDArray[np.float64]]) -> tuple[float, float, float, float]:
     """Bounding box (x0, y0, x1, y1) of validated, non-empty strokes, in input units."""
-    lo = np.min([s.min(axis=0) for s in strokes], axis=0)
-    hi = np.max([s.max(axis=0) for s in strokes], axis=0)
+    points = np.concatenate(strokes) if len(strokes) > 1 else strokes[0]
+    lo, hi = points.min(axis=0), points.max(axis=0)
     return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
 
 
@@ -132,12 +132,16 @@ def _draw(arrays: list[npt.NDArray[np.float64]], pen: Pen) -> Image:
     pos = _pen_positions(arrays)
     reach = int(np.ceil(pen.radius + pen.soft))
     offsets = np.arange(1 - reach, reach + 1)
-    base = np.floor(pos).astype(np.intp)
-    px = base[:, 0, None, None] + offsets[None, None, :]
-    py = base[:, 1, None, None] + offsets[None, :, None]
-    dist = np.hypot(px - pos[:, 0, None, None], py - pos[:, 1, None, None])
-    ink = np.clip((pen.radius + pen.soft - dist) / (2.0 * pen.soft), 0.0, 1.0)
-    flat = (py * _CANVAS + px).ravel()
+    base = np.floor(pos)
+    frac = pos - base
+    # Separable distances: (N, k) per axis, combined once into the (N, k, k) stamp.
+    dx2 = np.square(offsets - frac[:, 0, None])
+    dy2 = np.square(offsets - frac[:, 1, None])
+    dist = np.sqrt(dy2[:, :, None] + dx2[:, None, :])
+    ink = np.clip((pen.radius + pen.soft - dist) * (0.5 / pen.soft), 0.0, 1.0)
+    corner = base[:, 1].astype(np.intp) * _CANVAS + base[:, 0].astype(np.intp)
+    stamp = offsets[:, None] * _CANVAS + offsets[None, :]
+    flat = (corner[:, None, None] + stamp[None]).ravel()
     canvas = np.zeros(_CANVAS * _CANVAS, dtype=np.float64)
     np.maximum.at(canvas, flat, ink.ravel())
     return canvas.reshape(_CANVAS, _CANVAS).astype(np.float32)
