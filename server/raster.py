@@ -89,47 +89,79 @@ def rasterize(strokes: Strokes, pen: Pen = MNIST_PEN) -> Image | None:
     with no width (a vertical 1) or no extent at all (a dot) keeps the pen's width and is
     never stretched. The result is centred on its centre of mass, as MNIST digits are.
     """
-    arrays = as_strokes(strokes)
-    if not arrays:
-        return None
-    canvas = _draw(_fit(arrays, pen), pen)
-    return _centre_by_mass(canvas)
+    return rasterize_batch([as_strokes(strokes)], pen)[0]
 
 
-def _fit(arrays: list[npt.NDArray[np.float64]], pen: Pen) -> list[npt.NDArray[np.float64]]:
-    """Map strokes to canvas pixels: uniform scale into the box, bounding box centred."""
-    x0, y0, x1, y1 = ink_bounds(arrays)
-    span = max(x1 - x0, y1 - y0)
+def rasterize_batch(batch: Sequence[Sequence[Points]], pen: Pen = MNIST_PEN) -> list[Image | None]:
+    """`rasterize` for many drawings at once, each already validated by `as_strokes`.
+
+    Every drawing gets exactly the image `rasterize` gives it (None for no ink); numpy works
+    on the whole batch in one pass, so per-drawing overhead is paid once per batch.
+    """
+    inked = [i for i, arrays in enumerate(batch) if len(arrays)]
+    out: list[Image | None] = [None] * len(batch)
+    if inked:
+        ink = _Ink([batch[i] for i in inked])
+        images = _centre_by_mass(_draw(ink, pen))
+        for k, i in enumerate(inked):
+            out[i] = images[k]
+    return out
+
+
+Points = npt.NDArray[np.float64]
+
+
+class _Ink:
+    """All points of a batch of drawings in one array, with the drawing and stroke of each."""
+
+    def __init__(self, drawings: list[Sequence[Points]]) -> None:
+        strokes = [a for arrays in drawings for a in arrays]
+        stroke_len = np.array([len(a) for a in strokes])
+        per_drawing = np.array([len(arrays) for arrays in drawings])
+        stroke_drawing = np.repeat(np.arange(len(drawings)), per_drawing)
+        ends = np.cumsum(stroke_len)
+        self.count = len(drawings)
+        self.points = np.concatenate(strokes)
+        self.drawing = np.repeat(stroke_drawing, stroke_len)
+        self.joined = np.ones(len(self.points) - 1, dtype=bool)  # point i and i+1 share a stroke
+        self.joined[ends[:-1] - 1] = False
+        first_stroke = np.cumsum(per_drawing) - per_drawing
+        self.first_point = (ends - stroke_len)[first_stroke]
+
+
+def _fit(ink: _Ink, pen: Pen) -> Points:
+    """Map every point to canvas pixels: each drawing scaled uniformly into the box, its
+    bounding box centred."""
+    lo = np.minimum.reduceat(ink.points, ink.first_point, axis=0)
+    hi = np.maximum.reduceat(ink.points, ink.first_point, axis=0)
+    span = (hi - lo).max(axis=1)
     # Pixels are inked out to radius + soft from a point; keep the inked rows and columns
     # of the longer side at ~20, as in MNIST.
-    scale = (BOX - 2.0 * (pen.radius + pen.soft)) / span if span > 0 else 0.0
-    mid = np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0])
-    return [(a - mid) * scale + _CENTRE for a in arrays]
+    with np.errstate(divide="ignore"):
+        scale = np.where(span > 0, (BOX - 2.0 * (pen.radius + pen.soft)) / span, 0.0)
+    mid = (lo + hi) / 2.0
+    return (ink.points - mid[ink.drawing]) * scale[ink.drawing, None] + _CENTRE
 
 
-def _pen_positions(arrays: list[npt.NDArray[np.float64]]) -> npt.NDArray[np.float64]:
-    """Points every _STEP pixels along each stroke, with every stroke's own points."""
-    starts, ends = [], []
-    for a in arrays:
-        starts.append(a[:-1])
-        ends.append(a[1:])
-    a0 = np.concatenate(starts)
-    delta = np.concatenate(ends) - a0
-    vertices = np.concatenate(arrays)
-    if len(a0) == 0:
-        return vertices
+def _pen_positions(ink: _Ink, pts: Points) -> tuple[Points, npt.NDArray[np.intp]]:
+    """Points every _STEP pixels along each stroke, with every stroke's own points, and the
+    drawing each belongs to."""
+    a0 = pts[:-1][ink.joined]
+    delta = pts[1:][ink.joined] - a0
+    seg_drawing = ink.drawing[:-1][ink.joined]
     steps = np.ceil(np.hypot(delta[:, 0], delta[:, 1]) / _STEP).astype(np.intp)
     steps = np.maximum(steps, 1)
     seg = np.repeat(np.arange(len(a0)), steps)
     first = np.cumsum(steps) - steps
     frac = (np.arange(len(seg)) - first[seg]) / steps[seg]
     along = a0[seg] + delta[seg] * frac[:, None]
-    return np.concatenate([along, vertices])
+    return np.concatenate([along, pts]), np.concatenate([seg_drawing[seg], ink.drawing])
 
 
-def _draw(arrays: list[npt.NDArray[np.float64]], pen: Pen) -> Image:
-    """Stamp the pen at each position; a pixel keeps the darkest ink any stamp gives it."""
-    pos = _pen_positions(arrays)
+def _draw(ink: _Ink, pen: Pen) -> npt.NDArray[np.float32]:
+    """Stamp the pen at each position; a pixel keeps the darkest ink any stamp gives it.
+    Returns (drawings, _CANVAS, _CANVAS)."""
+    pos, drawing = _pen_positions(ink, _fit(ink, pen))
     reach = int(np.ceil(pen.radius + pen.soft))
     offsets = np.arange(1 - reach, reach + 1)
     base = np.floor(pos)
@@ -138,27 +170,29 @@ def _draw(arrays: list[npt.NDArray[np.float64]], pen: Pen) -> Image:
     dx2 = np.square(offsets - frac[:, 0, None])
     dy2 = np.square(offsets - frac[:, 1, None])
     dist = np.sqrt(dy2[:, :, None] + dx2[:, None, :])
-    ink = np.clip((pen.radius + pen.soft - dist) * (0.5 / pen.soft), 0.0, 1.0)
-    corner = base[:, 1].astype(np.intp) * _CANVAS + base[:, 0].astype(np.intp)
+    value = np.clip((pen.radius + pen.soft - dist) * (0.5 / pen.soft), 0.0, 1.0)
+    area = _CANVAS * _CANVAS
+    corner = drawing * area + base[:, 1].astype(np.intp) * _CANVAS + base[:, 0].astype(np.intp)
     stamp = offsets[:, None] * _CANVAS + offsets[None, :]
     flat = (corner[:, None, None] + stamp[None]).ravel()
-    canvas = np.zeros(_CANVAS * _CANVAS, dtype=np.float64)
-    np.maximum.at(canvas, flat, ink.ravel())
-    return canvas.reshape(_CANVAS, _CANVAS).astype(np.float32)
+    canvas = np.zeros(ink.count * area, dtype=np.float64)
+    np.maximum.at(canvas, flat, value.ravel())
+    return canvas.reshape(ink.count, _CANVAS, _CANVAS).astype(np.float32)
 
 
-def _centre_by_mass(canvas: Image) -> Image:
-    """Cut the 28x28 window whose centre is nearest the ink's centre of mass."""
-    mass = float(canvas.sum())
+def _centre_by_mass(canvas: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Cut from each canvas the 28x28 window whose centre is nearest its centre of mass."""
+    n = len(canvas)
+    mass = canvas.reshape(n, -1).sum(axis=1).astype(np.float64)
     grid = np.arange(_CANVAS, dtype=np.float64)
-    cy = float(canvas.sum(axis=1) @ grid) / mass
-    cx = float(canvas.sum(axis=0) @ grid) / mass
-    top = _window_start(cy)
-    left = _window_start(cx)
-    return canvas[top : top + SIZE, left : left + SIZE].copy()
+    top = _window_start((canvas.sum(axis=2) @ grid) / mass)
+    left = _window_start((canvas.sum(axis=1) @ grid) / mass)
+    return np.stack(
+        [c[t : t + SIZE, x : x + SIZE] for c, t, x in zip(canvas, top, left, strict=True)]
+    )
 
 
-def _window_start(centre: float) -> int:
+def _window_start(centre: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
     # MNIST digits have their centre of mass at pixel index 14 (measured: 13.99, 14.01).
-    start = int(np.floor(centre - SIZE / 2.0 + 0.5))
-    return min(max(start, 0), _CANVAS - SIZE)
+    start = np.floor(centre - SIZE / 2.0 + 0.5).astype(np.intp)
+    return np.clip(start, 0, _CANVAS - SIZE)

@@ -16,7 +16,7 @@ from server.batching import BatchStats, MicroBatcher, QueueFull
 from server.errors import ClientError, Code
 from server.model import Model
 from server.protocol import Guess, Prediction
-from server.raster import Image, InkError, ink_bounds, rasterize
+from server.raster import Image, InkError, as_strokes, ink_bounds, rasterize_batch
 from server.session import Snapshot, Stroke
 
 
@@ -30,23 +30,24 @@ class Outcome:
     error: str | None = None
 
 
-def _raster_one(strokes: tuple[Stroke, ...]) -> tuple[Image | None, str | None]:
+def _checked(strokes: tuple[Stroke, ...]) -> tuple[list[Stroke], str | None]:
     try:
-        return rasterize(strokes), None
+        return as_strokes(strokes), None
     except InkError as exc:  # protocol validation should make this unreachable
-        return None, str(exc)
+        return [], str(exc)
 
 
 def predict_strokes(model: Model, batch: list[tuple[Stroke, ...]]) -> list[Outcome]:
-    """The batch function: rasterize each snapshot, run the model once on all the ink.
-    A snapshot that cannot be drawn gets an Outcome with `error`; it never fails the batch."""
-    rasters = [_raster_one(strokes) for strokes in batch]
-    images = [img for img, _ in rasters if img is not None]
-    probs = iter(model.predict_batch(np.stack(images)) if images else ())
+    """The batch function: rasterize all snapshots in one pass, run the model once on all
+    the ink. A snapshot that cannot be drawn gets an Outcome with `error`; it never fails
+    the batch."""
+    checked = [_checked(strokes) for strokes in batch]
+    images = rasterize_batch([arrays for arrays, _ in checked])
+    drawn = [img for img in images if img is not None]
+    probs = iter(model.predict_batch(np.stack(drawn)) if drawn else ())
     out = []
-    for strokes, (image, error) in zip(batch, rasters, strict=True):
-        inked = [s for s in strokes if len(s)]
-        bbox = ink_bounds(inked) if inked and error is None else None
+    for (arrays, error), image in zip(checked, images, strict=True):
+        bbox = ink_bounds(arrays) if arrays else None
         out.append(Outcome(next(probs) if image is not None else None, image, bbox, error))
     return out
 

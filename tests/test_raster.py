@@ -9,7 +9,16 @@ import pytest
 from skimage.io import imread
 
 from convert.data import UNIPEN_FILE, load_strokes
-from server.raster import BOX, SIZE, InkError, Pen, as_strokes, ink_bounds, rasterize
+from server.raster import (
+    BOX,
+    SIZE,
+    InkError,
+    Pen,
+    as_strokes,
+    ink_bounds,
+    rasterize,
+    rasterize_batch,
+)
 from tests.strokesets import GOLDEN, ONE, SEVEN, ZERO
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
@@ -163,3 +172,20 @@ def test_thicker_pen_draws_more_ink() -> None:
 def test_unusable_pen_is_refused() -> None:
     with pytest.raises(ValueError, match="pen"):
         Pen(radius=0.2, soft=0.5)
+
+
+def test_batch_gives_each_drawing_its_single_image() -> None:
+    drawings = [s.strokes for s in load_strokes(UNIPEN_FILE)[:40]]
+    batch = [as_strokes(d) for d in drawings]
+    batch[3] = []  # no ink in the middle of a batch
+    batch.insert(0, as_strokes([[[7, 7]]]))  # a dot
+    images = rasterize_batch(batch)
+    assert len(images) == len(batch) and images[4] is None
+    for arrays, image in zip(batch, images, strict=True):
+        if arrays:
+            np.testing.assert_array_equal(image, render(arrays))
+
+
+def test_empty_batch() -> None:
+    assert rasterize_batch([]) == []
+    assert rasterize_batch([[], []]) == [None, None]
