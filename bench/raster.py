@@ -26,7 +26,7 @@ from skimage.transform import resize
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine_line
 from convert.data import UNIPEN_FILE, load_strokes
-from server.raster import rasterize
+from server.raster import as_strokes, rasterize, rasterize_batch
 
 
 def baseline(strokes: list[Any], canvas: int = 512) -> npt.NDArray[np.float32]:
@@ -64,6 +64,17 @@ def per_sample_us(fn: Callable[[Any], Any], samples: list[Any]) -> float:
     return statistics.median(times) * 1e6
 
 
+def batched_us(samples: list[Any], batch: int) -> float:
+    """Median over batches of the wall time per drawing of one rasterize_batch call."""
+    checked = [as_strokes(s) for s in samples]
+    times = []
+    for i in range(0, len(checked) - batch + 1, batch):
+        t0 = time.perf_counter()
+        rasterize_batch(checked[i : i + batch])
+        times.append((time.perf_counter() - t0) / batch)
+    return statistics.median(times) * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,15 +90,17 @@ def main() -> None:
     args = ap.parse_args()
     samples = [s.strokes for s in load_strokes(args.strokes)]
     subset = samples[:: max(1, len(samples) // args.baseline_samples)][: args.baseline_samples]
-    ours, base = [], []
+    ours, batched, base = [], [], []
     for _ in range(args.repeats):
         ours.append(per_sample_us(rasterize, samples))
+        batched.append(batched_us(samples, 32))
         base.append(per_sample_us(baseline, subset))
-    o, b = statistics.median(ours), statistics.median(base)
+    o, b, ob = statistics.median(ours), statistics.median(base), statistics.median(batched)
     print(machine_line())
     print(f"| preprocessing | samples | median us/sample ({args.repeats} runs) | vs baseline |")
     print("|---|---:|---:|---:|")
     print(f"| server.raster.rasterize | {len(samples)} | {o:.0f} | {b / o:.0f}x faster |")
+    print(f"| rasterize_batch, 32 per call | {len(samples)} | {ob:.0f} | {b / ob:.0f}x faster |")
     print(f"| skimage baseline (512 px, dilate, resize, shift) | {len(subset)} | {b:.0f} | 1x |")
 
 
