@@ -69,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
+    c = sub.add_parser("card", help="regenerate models/README.md from a model card")
+    c.add_argument("--model", type=Path, default=DEFAULT_OUT)
+
     d = sub.add_parser("download", help="fetch the MNIST files from a mirror and verify them")
     d.add_argument("--dest", type=Path, required=True)
     d.add_argument("--mirror", default=MIRROR, help="base URL (file:// works)")
@@ -103,6 +106,8 @@ def _quantize_and_ship(
     card = build_card(model, cfg, out, float_path, command, evaluate_strokes)
     write_card(out, card)
     float_path.unlink()
+    if out.resolve() == DEFAULT_OUT:
+        _write_readme(out)
     return card
 
 
@@ -113,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "evaluate":
         return _evaluate(args)
+    if args.command == "card":
+        return _write_readme(args.model)
     cfg = _config(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from convert.train import train
@@ -132,6 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     card = _quantize_and_ship(model, cfg, args.out)
     print(json.dumps(card["accuracy"], indent=2))
     print(f"wrote {args.out} ({card['size_bytes']} bytes) and its card")
+    return 0
+
+
+def _write_readme(model: Path) -> int:
+    from convert.card import render_readme
+    from server.model import read_card
+
+    readme = model.with_name("README.md")
+    readme.write_text(render_readme(read_card(model)))
+    print(f"wrote {readme}")
     return 0
 
 

@@ -92,3 +92,83 @@ def build_card(
         data_sha256=data,
     )
     return card
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def render_readme(card: dict[str, Any]) -> str:
+    """models/README.md: the card in prose and tables, regenerated with every model."""
+    acc = card["accuracy"]
+    strokes = next(k for k in acc["int8"] if k != "mnist_test")
+    f, q = acc["float"][strokes], acc["int8"][strokes]
+    unseen = ", ".join(q["unseen_source_names"] or [])
+    seen = set(card["train_sources"])
+    rows = "\n".join(
+        f"| {src} | {'yes' if src in seen else 'no'} | {_pct(f['per_source'][src])} "
+        f"| {_pct(q['per_source'][src])} |"
+        for src in q["per_source"]
+    )
+    data = "\n".join(f"| {name} | `{sha}` |" for name, sha in card["data_sha256"].items())
+    layers = "\n".join(f"    {row}" for row in card["architecture"])
+    return f"""# {card["name"]}.tflite
+
+Full-integer int8 CNN for single handwritten digits, served by `server/`; the server checks
+the file against its card [`{card["name"]}.json`]({card["name"]}.json) at start-up. This page
+is generated from the card by `python -m convert card`.
+
+| | |
+|---|---|
+| size | {card["size_bytes"]:,} bytes (float32 model: {card["float_size_bytes"]:,} bytes) |
+| parameters | {card["parameters"]:,} |
+| input | `{card["input"]["dtype"]}` {card["input"]["shape"]}, scale {card["input"]["scale"]:.6g}, \
+zero point {card["input"]["zero_point"]} (0..255, 255 = ink) |
+| output | `{card["output"]["dtype"]}` {card["output"]["shape"]} logits, scale \
+{card["output"]["scale"]:.6g}, zero point {card["output"]["zero_point"]}; softmax in \
+`server/model.py` |
+| preprocessing | `server/raster.py` version {card["raster_version"]}, pen radius \
+{card["pen"]["radius"]} px, soft edge {card["pen"]["soft"]} px |
+| single-image inference | {card["inference_us_median_1thread"]} us median, one CPU thread \
+({card["inference_machine"]}) |
+| sha256 | `{card["sha256"]}` |
+
+## Accuracy
+
+| data | float32 | int8 |
+|---|---:|---:|
+| MNIST test (10,000) | {_pct(acc["float"]["mnist_test"])} | {_pct(acc["int8"]["mnist_test"])} |
+| {strokes}, all sources | {_pct(f["all_sources"])} | {_pct(q["all_sources"])} |
+| {strokes}, sources unseen in training ({unseen}) | {_pct(f["unseen_sources"])} \
+| {_pct(q["unseen_sources"])} |
+
+Per UNIPEN source (trained on: {", ".join(card["train_sources"]) or "none"}):
+
+| source | in training | float32 | int8 |
+|---|---|---:|---:|
+{rows}
+
+Accuracies on sources used in training say little; the unseen sources are the honest
+figure for pen input from other writers and devices.
+
+## Architecture
+
+{layers}
+
+## Training
+
+Keras on the CPU, seed {card["training"]["seed"]}, {card["training"]["epochs"]} epochs,
+TensorFlow {card["training"]["tensorflow"]}: MNIST train (60,000 scans with random slant,
+rotation, zoom, shift and pen width) plus {card["training"]["stroke_copies"]} drawings of
+each UNIPEN sample from the training sources, rendered by `server/raster.py` with random
+slant, rotation, aspect, pen width and jitter. Post-training full-integer quantization with
+1,000 calibration images from the same mix. Command:
+
+    {card["training"]["command"]}
+
+## Data (SHA-256 of the uncompressed MNIST files and of the strokes file)
+
+| file | sha256 |
+|---|---|
+{data}
+"""
