@@ -124,6 +124,11 @@ def test_training_smoke_trains_quantizes_and_serves(tmp_path: Path) -> None:
     assert report["strokes"][str(strokes)]["count"] == 40
     assert 0.0 <= report["strokes"][str(strokes)]["accuracy"] <= 1.0
 
+    assert run_convert("card", "--model", str(out)).returncode == 0
+    readme = (tmp_path / "README.md").read_text()
+    assert f"{card['size_bytes']:,} bytes" in readme
+    assert f"| MNIST test (10,000) | {card['accuracy']['float']['mnist_test']:.2%} |" in readme
+
 
 def test_evaluate_reports_a_bad_model_clearly(tmp_path: Path) -> None:
     result = run_convert("evaluate", "--model", str(tmp_path / "missing.tflite"), "--json")
