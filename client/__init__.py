@@ -15,6 +15,7 @@ from client.client import (
     ConnectionClosed,
     DigitsClient,
     DigitsClientError,
+    JoinRefused,
     ServerError,
     connect,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "DigitsClientError",
     "Error",
     "Guess",
+    "JoinRefused",
     "Pong",
     "Prediction",
     "ServerError",

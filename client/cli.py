@@ -23,10 +23,9 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from client.client import ConnectionClosed, ServerError
+from client.client import ConnectionClosed, JoinRefused, ServerError
 from client.pen import Pace, Pen
 from client.replay import Options, Unreachable, open_client, recognize_file
-from client.rooms import JoinRefused
 from client.strokefile import InputError, parse_draw_line, read_samples
 from server.protocol import MAX_TOP_K, Error, Prediction, ServerMessage
 

@@ -22,6 +22,10 @@ from server.protocol import (
     End,
     Error,
     Hello,
+    Join,
+    Joined,
+    Leave,
+    Left,
     Ping,
     Point,
     PointsMsg,
@@ -29,6 +33,8 @@ from server.protocol import (
     Prediction,
     Recognize,
     ServerMessage,
+    Share,
+    Shared,
     Start,
     Undo,
     Welcome,
@@ -53,6 +59,16 @@ class ServerError(DigitsClientError):
         self.code, self.message, self.seq = error.code, error.message, error.seq
 
 
+class JoinRefused(ServerError):
+    """The server refused to join the room: unknown room, wrong or expired token (all
+    `room_refused`, on purpose), a full room, or a server without rooms (`unknown_type`)."""
+
+    def __init__(self, room: str, error: Error) -> None:
+        super().__init__(error)
+        hint = " (this server does not support rooms)" if error.code == "unknown_type" else ""
+        self.args = (f"joining room {room!r} was refused: {error.code}: {error.message}{hint}",)
+
+
 class ConnectionClosed(DigitsClientError):
     """The connection closed; `code` is the WebSocket close code (1001: server shutdown)."""
 
@@ -66,7 +82,9 @@ class DigitsClient:
 
     Sending methods return the seq number they used. Every server message also lands in a
     bounded inbox read by `receive()` / `async for`; when nobody reads, the oldest messages
-    are dropped. `latest` is the newest prediction, `welcome` the server's welcome.
+    are dropped. `latest` is the newest prediction, `welcome` the server's welcome
+    (`welcome.resumed` tells whether `resume=` brought the old session back), `room` the
+    shared session this client is in, if any.
     """
 
     def __init__(
@@ -84,6 +102,7 @@ class DigitsClient:
         self.welcome: Welcome | None = None
         self.latest: Prediction | None = None
         self.close_code: int | None = None
+        self.room: str | None = None
         self._seq = 0
         self._inbox: asyncio.Queue[ServerMessage] = asyncio.Queue(inbox_size)
         self._waiters: dict[tuple[str, int], asyncio.Future[Any]] = {}
@@ -103,10 +122,13 @@ class DigitsClient:
         on_message: MessageHook | None = None,
         inbox_size: int = 256,
         wait_s: float = 10.0,
+        resume: str | None = None,
     ) -> DigitsClient:
         """Connect to `url` (ws://host:port/ws), say hello and wait for welcome.
         Pass a shared aiohttp `session` to open many clients (give it a connector
-        without a connection limit); otherwise the client owns one."""
+        without a connection limit); otherwise the client owns one. `resume`: the
+        `resume_token` of a session whose connection dropped; `welcome.resumed` says
+        whether it came back (else `welcome.resume_error` says why, and this is a new one)."""
         http = session or aiohttp.ClientSession()
         try:
             ws = await http.ws_connect(url, headers=headers, max_msg_size=MAX_SERVER_FRAME)
@@ -122,7 +144,7 @@ class DigitsClient:
             on_message=on_message,
         )
         try:
-            await client._send(Hello(top_k=top_k, preview=preview))
+            await client._send(Hello(top_k=top_k, preview=preview, resume=resume))
             client.welcome = await asyncio.wait_for(asyncio.shield(client._welcomed), wait_s)
         except BaseException:
             await client.close()
@@ -185,6 +207,31 @@ class DigitsClient:
         start = time.perf_counter()
         await self._request(("pong", seq), Ping(seq), wait_s)
         return time.perf_counter() - start
+
+    async def share(self, wait_s: float = 10.0) -> Shared:
+        """Share this session: a room seeded with its ink, and the tokens to give out."""
+        seq = self._next_seq()
+        shared: Shared = await self._request(("shared", seq), Share(seq), wait_s)
+        self.room = shared.room
+        return shared
+
+    async def join(self, room: str, token: str, wait_s: float = 10.0) -> Joined:
+        """Join a room with its draw or watch token: `joined` holds the whole room; live
+        messages (stroke, presence, prediction, ...) follow in the inbox. Raises JoinRefused."""
+        seq = self._next_seq()
+        try:
+            joined: Joined = await self._request(("joined", seq), Join(room, token, seq), wait_s)
+        except ServerError as exc:
+            raise JoinRefused(room, Error(exc.code, exc.message, exc.seq)) from None
+        self.room = joined.room
+        return joined
+
+    async def leave(self, wait_s: float = 10.0) -> Left:
+        """Leave the room, keeping a copy of its ink as this session's own."""
+        seq = self._next_seq()
+        left: Left = await self._request(("left", seq), Leave(seq), wait_s)
+        self.room = None
+        return left
 
     async def _request(self, key: tuple[str, int], msg: ClientMessage, wait_s: float) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -284,14 +331,14 @@ class DigitsClient:
             self.latest = msg
             if msg.final and msg.seq is not None:
                 self._settle(("final", msg.seq), msg)
-        elif isinstance(msg, Pong) and msg.seq is not None:
-            self._settle(("pong", msg.seq), msg)
+        elif isinstance(msg, Pong | Shared | Joined | Left) and msg.seq is not None:
+            self._settle((_REPLIES[type(msg)], msg.seq), msg)
         elif isinstance(msg, Error):
             err = ServerError(msg)
             if not self._welcomed.done():
                 self._welcomed.set_exception(err)
             elif msg.seq is not None:
-                for kind in ("final", "pong"):
+                for kind in ("final", *_REPLIES.values()):
                     self._settle((kind, msg.seq), err)
 
     def _settle(self, key: tuple[str, int], value: object) -> None:
@@ -332,6 +379,9 @@ class DigitsClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+_REPLIES: dict[type, str] = {Pong: "pong", Shared: "shared", Joined: "joined", Left: "left"}
 
 
 def _points(points: StrokeInput) -> tuple[Point, ...]:

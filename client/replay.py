@@ -19,7 +19,6 @@ import aiohttp
 
 from client.client import ConnectionClosed, DigitsClient, MessageHook, ServerError
 from client.pen import Pace, Pen
-from client.rooms import RoomClient
 from client.strokefile import LineError, Sample
 from server.protocol import Error, Prediction, ServerMessage
 
@@ -64,17 +63,16 @@ def _unreachable(url: str, exc: BaseException, timeout_s: float) -> Unreachable:
 
 async def open_client(
     opts: Options, http: aiohttp.ClientSession, hook: MessageHook | None = None
-) -> RoomClient:
+) -> DigitsClient:
     """A welcomed client, in the room when `opts.room` is set. Raises Unreachable, or
     JoinRefused when the room refuses the token (or the server has no rooms)."""
     try:
-        client = await RoomClient.open(
+        client = await DigitsClient.open(
             opts.url, top_k=opts.top_k, binary=opts.binary, session=http,
             on_message=hook, wait_s=opts.connect_timeout_s,
         )  # fmt: skip
     except (aiohttp.ClientError, ValueError, TimeoutError, ServerError, ConnectionClosed) as exc:
         raise _unreachable(opts.url, exc, opts.connect_timeout_s) from None
-    assert isinstance(client, RoomClient)
     if opts.room is not None:
         try:
             await client.join(opts.room, opts.token or "", opts.connect_timeout_s)

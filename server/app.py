@@ -19,6 +19,7 @@ from aiohttp import WSMsgType, web
 from server.config import Settings
 from server.connection import Connection
 from server.errors import ClientError, CloseCode, Code
+from server.hub import Hub
 from server.metrics import Metrics
 from server.model import Model, load_model
 from server.protocol import Error, encode
@@ -31,6 +32,7 @@ SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 MODEL = web.AppKey("model", Model)
 RECOGNIZER = web.AppKey("recognizer", Recognizer)
+HUB = web.AppKey("hub", Hub)  # rooms and parked sessions
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
 CLIENTS = web.AppKey("clients", Counter[str])  # open sockets per client address
 CONNECTIONS: web.AppKey[weakref.WeakSet[Connection]] = web.AppKey("connections")
@@ -151,6 +153,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         app[RECOGNIZER],
         app[METRICS],
         settings.send_buffer_bytes,
+        hub=app[HUB],
     )
     app[CONNECTIONS].add(conn)
     try:
@@ -159,6 +162,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         _release(app, client)
         app[METRICS].connections.dec()
         await conn.stop()
+        await app[HUB].drop(conn)  # parked for resume_grace_s
     return ws
 
 
@@ -203,6 +207,25 @@ async def _sweep_idle(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(sweeper, *closing, return_exceptions=True)
 
 
+async def _sweep_hub(app: web.Application) -> AsyncIterator[None]:
+    """Expire parked sessions after their grace period and rooms left empty too long."""
+    limits = app[SETTINGS].limits
+    period = min(1.0, limits.resume_grace_s / 4, limits.room_empty_ttl_s / 4)
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(max(0.01, period))
+            try:
+                await app[HUB].expire()
+            except Exception:  # a bug of ours must not stop expiry for good
+                log.exception("expiring rooms and parked sessions failed")
+
+    sweeper = asyncio.create_task(sweep(), name="hub-sweeper")
+    yield
+    sweeper.cancel()
+    await asyncio.gather(sweeper, return_exceptions=True)
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Alive: the process answers HTTP."""
     return web.json_response({"status": "ok"})
@@ -245,8 +268,10 @@ def _inference(preloaded: Model | None) -> object:
             on_batch=app[METRICS].observe_batch,
         )
         app[RECOGNIZER] = recognizer
+        app[HUB] = Hub(settings.limits, recognizer, send_buffer_bytes=settings.send_buffer_bytes)
         recognizer.start()
         yield
+        await app[HUB].stop()
         await recognizer.stop()
 
     return ctx
@@ -274,6 +299,7 @@ def create_app(settings: Settings, model: Model | None = None) -> web.Applicatio
         app[MODEL] = model
     app.cleanup_ctx.append(_inference(model))  # type: ignore[arg-type]
     app.cleanup_ctx.append(_sweep_idle)
+    app.cleanup_ctx.append(_sweep_hub)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/", index)
     app.router.add_get("/ws", websocket)

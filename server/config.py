@@ -44,6 +44,10 @@ _HELP = {
     "max_connections_per_client": "open WebSockets per client IP address (beyond: close 1013)",
     "idle_timeout_s": "close a connection silent this long",
     "heartbeat_s": "WebSocket ping interval; a peer not answering within half is dropped",
+    "max_members_per_room": "members (drawers and watchers) in one shared session",
+    "max_rooms": "shared sessions on the server at once",
+    "room_empty_ttl_s": "a shared session empty this long is gone, tokens and all",
+    "resume_grace_s": "how long a dropped session waits for its resume token",
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from server.errors import ClientError, Code, flooding
+from server.hub import Hub, new_resume_token
 from server.metrics import Metrics
 from server.protocol import (
     Error,
@@ -30,7 +31,7 @@ from server.protocol import (
 )
 from server.ratelimit import TokenBucket, Verdict
 from server.recognizer import Recognizer
-from server.session import Action, Predict, Send, Session, Snapshot
+from server.session import Action, Predict, Send, Session, Snapshot, State, ToRoom
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,10 @@ class Connection:
         metrics: Metrics,
         send_buffer_bytes: int,
         clock: Callable[[], float] = time.perf_counter,
+        hub: Hub | None = None,
     ) -> None:
         self.peer, self.session, self.recognizer, self.metrics = peer, session, recognizer, metrics
+        self.hub = hub or Hub(session.limits, recognizer, send_buffer_bytes=send_buffer_bytes)
         self.limits: Limits = session.limits
         self.send_buffer_bytes = send_buffer_bytes
         self.clock = clock
@@ -91,11 +94,27 @@ class Connection:
             self.metrics.count(self.metrics.messages, message_type(msg))
             if not isinstance(msg, Hello | Ping | Recognize):
                 self._updated_at = now
+            if isinstance(msg, Hello) and msg.resume and self.session.state is State.AWAIT_HELLO:
+                await self._resume(msg, msg.resume)
+                return self.open
             actions = self.session.apply(msg)
+            await self._run(actions)
         except ClientError as exc:
             return await self.fail(exc if exc.seq is not None else exc.with_seq(peek_seq(data)))
-        await self._run(actions)
         return self.open
+
+    async def _resume(self, hello: Hello, token: str) -> None:
+        """hello with a resume token: the parked session if there is one, else a new one
+        whose welcome says why not."""
+        found = self.hub.unpark(token)
+        if isinstance(found, str):
+            self.session.resume_error = found
+            await self._run(self.session.apply(hello))
+            return
+        self.session = found
+        await self._run(found.resume(hello, new_resume_token()))
+        if found.room is not None:
+            await self.hub.rejoin(self)
 
     async def fail(self, exc: ClientError) -> bool:
         """Tell the client about `exc`; close if the connection cannot continue.
@@ -126,11 +145,22 @@ class Connection:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _run(self, actions: list[Action]) -> None:
+        """Carry out the session's actions. Raises ClientError when the room refuses."""
         for action in actions:
             if isinstance(action, Send):
                 await self._send(action.message)
             elif isinstance(action, Predict):  # Session allows one at a time
                 self._task = asyncio.create_task(self._predict_until_clean(action.snapshot))
+            elif isinstance(action, ToRoom):
+                await self._run(await self.hub.handle(self, action.message))
+
+    async def send(self, msg: ServerMessage) -> None:
+        """Send one message (the hub's way in); quiet once closed."""
+        await self._send(msg)
+
+    def backlog(self) -> int:
+        """Bytes written but not yet taken by the network."""
+        return self.peer.buffered()
 
     async def _send(self, msg: ServerMessage) -> None:
         if self.open:
@@ -164,7 +194,11 @@ class Connection:
 
     async def _deliver(self, prediction: Prediction, updated_at: float) -> None:
         """Send a prediction. A live one waits while the client is not reading, and is
-        dropped if newer ink arrived meanwhile; final answers are never dropped."""
+        dropped if newer ink arrived meanwhile; final answers are never dropped. A live one
+        of the session's own ink is dropped once the session is in a room (the room's
+        predictions have taken over)."""
+        if not prediction.final and self.session.room is not None:
+            return
         if not prediction.final and self.peer.buffered() > self.send_buffer_bytes:
             await self.peer.wait_writable(self.send_buffer_bytes)
             if self.session.dirty:

@@ -39,6 +39,13 @@ class Code(StrEnum):
     IDLE_TIMEOUT = "idle_timeout"  # nothing received for idle_timeout_s
     OVERLOADED = "overloaded"  # the inference queue is full; try again
     INTERNAL = "internal"  # our bug; details are logged, never sent
+    ROOM_REFUSED = "room_refused"  # unknown room, wrong or expired token: one code for all
+    ROOM_FULL = "room_full"  # max_members_per_room
+    TOO_MANY_ROOMS = "too_many_rooms"  # max_rooms
+    ALREADY_IN_ROOM = "already_in_room"  # share or join while in a room
+    NOT_IN_ROOM = "not_in_room"  # leave outside a room
+    WATCH_ONLY = "watch_only"  # a watcher tried to draw, undo or clear
+    TOO_SLOW = "too_slow"  # a room member left too many messages unread
 
 
 #: Codes after which the connection is closed, and the close code used.
@@ -49,6 +56,7 @@ FATAL: dict[Code, CloseCode] = {
     Code.TOO_MANY_CONNECTIONS: CloseCode.OVERLOADED,
     Code.IDLE_TIMEOUT: CloseCode.NORMAL,
     Code.INTERNAL: CloseCode.INTERNAL,
+    Code.TOO_SLOW: CloseCode.POLICY,
 }
 
 

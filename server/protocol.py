@@ -43,6 +43,10 @@ class Limits:
     max_connections_per_client: int = 64
     idle_timeout_s: float = 300.0
     heartbeat_s: float = 30.0
+    max_members_per_room: int = 16
+    max_rooms: int = 1000
+    room_empty_ttl_s: float = 300.0
+    resume_grace_s: float = 60.0
 
     def to_wire(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -104,7 +108,32 @@ class Ping:
     seq: int | None = None
 
 
-ClientMessage = Hello | Start | PointsMsg | End | Undo | Clear | Recognize | Ping
+@dataclass(frozen=True, slots=True)
+class Share:
+    """Turn this session into a shared one (a room seeded with its ink)."""
+
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """Enter a room with its draw or watch token."""
+
+    room: str
+    token: str
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """Leave the room, keeping a copy of its ink as this session's own."""
+
+    seq: int | None = None
+
+
+ClientMessage = (
+    Hello | Start | PointsMsg | End | Undo | Clear | Recognize | Ping | Share | Join | Leave
+)
 
 # ---- server -> client ------------------------------------------------------------------
 
@@ -120,6 +149,10 @@ class Welcome:
     preview: bool
     limits: Limits = field(default_factory=Limits)
     version: int = VERSION
+    resumed: bool = False  # the session is the one `hello.resume` named
+    resume_error: str | None = None  # why it was not: resume_expired | resume_unknown
+    strokes: int = 0  # the session's own ink, as restored
+    points: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +186,92 @@ class Pong:
     seq: int | None = None
 
 
-ServerMessage = Welcome | Prediction | Error | Pong
+@dataclass(frozen=True, slots=True)
+class RoomStroke:
+    """One stroke of a shared canvas, as `joined` lists it."""
+
+    id: int
+    author: str
+    points: Points
+    open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    member: str
+    role: str  # "draw" | "watch"
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """Answer to share: the room and its two secret tokens."""
+
+    room: str
+    draw_token: str
+    watch_token: str
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """Answer to join (and to a resume in a room): the whole room as it is now."""
+
+    room: str
+    role: str
+    member: str
+    members: tuple[Member, ...] = ()
+    strokes: tuple[RoomStroke, ...] = ()
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """Answer to leave."""
+
+    room: str
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Someone joined or left the room."""
+
+    room: str
+    event: str  # "joined" | "left"
+    member: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class StrokeEvent:
+    """Another member started, extended or ended a stroke (wire type "stroke")."""
+
+    room: str
+    event: str  # "start" | "points" | "end"
+    stroke: int
+    author: str
+    points: Points = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Undone:
+    """A member undid one of their strokes."""
+
+    room: str
+    stroke: int
+    author: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    """A member cleared the shared canvas."""
+
+    room: str
+    by: str
+
+
+RoomMessage = Shared | Joined | Left | Presence | StrokeEvent | Undone | Cleared
+ServerMessage = Welcome | Prediction | Error | Pong | RoomMessage
 
 # ---- framing ---------------------------------------------------------------------------
 
@@ -235,6 +353,13 @@ def _points(obj: Mapping[str, Any], limits: Limits, required: bool) -> Points:
     return tuple(out)
 
 
+def _token(obj: Mapping[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not 0 < len(value) <= 256:
+        raise _bad(f"{key} must be a string of 1 to 256 characters")
+    return value
+
+
 def _hello(obj: Mapping[str, Any], limits: Limits) -> Hello:
     version = _int(obj, "version", 0, MAX_SEQ, None)
     if version is None:
@@ -263,6 +388,9 @@ _DECODERS: dict[str, Callable[[Mapping[str, Any], Limits], ClientMessage]] = {
     "clear": lambda o, lim: Clear(_seq(o)),
     "recognize": lambda o, lim: Recognize(_seq(o)),
     "ping": lambda o, lim: Ping(_seq(o)),
+    "share": lambda o, lim: Share(_seq(o)),
+    "join": lambda o, lim: Join(_token(o, "room"), _token(o, "token"), _seq(o)),
+    "leave": lambda o, lim: Leave(_seq(o)),
 }
 
 
@@ -299,6 +427,9 @@ _CLIENT_TYPES: dict[type, str] = {
     Clear: "clear",
     Recognize: "recognize",
     Ping: "ping",
+    Share: "share",
+    Join: "join",
+    Leave: "leave",
 }
 
 
@@ -342,8 +473,21 @@ def encode(msg: ServerMessage, binary: bool) -> bytes | str:
         obj = {"type": "welcome", **{f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}}
         obj["limits"] = msg.limits.to_wire()
         return _dump(obj, binary)
-    kind = "error" if isinstance(msg, Error) else "pong"
+    kind = _SERVER_TYPES[type(msg)]
     return _dump({"type": kind, **dataclasses.asdict(msg)}, binary)
+
+
+_SERVER_TYPES: dict[type, str] = {
+    Error: "error",
+    Pong: "pong",
+    Shared: "shared",
+    Joined: "joined",
+    Left: "left",
+    Presence: "presence",
+    StrokeEvent: "stroke",
+    Undone: "undone",
+    Cleared: "cleared",
+}
 
 
 # ---- decoding server messages (for clients) ----------------------------------------------
@@ -370,8 +514,29 @@ def _prediction_from(obj: Mapping[str, Any]) -> Prediction:
 def _welcome_from(obj: Mapping[str, Any]) -> Welcome:
     known = {f.name for f in dataclasses.fields(Limits)}
     limits = Limits(**{k: v for k, v in obj["limits"].items() if k in known})
-    fields = {f.name for f in dataclasses.fields(Welcome)} - {"limits"}
-    return Welcome(limits=limits, **{k: obj[k] for k in fields})
+    fields = dataclasses.fields(Welcome)
+    required = {f.name for f in fields if f.default is dataclasses.MISSING} - {"limits"}
+    optional = {f.name for f in fields if f.default is not dataclasses.MISSING}
+    given = {k: obj[k] for k in optional if k in obj}
+    return Welcome(limits=limits, **{k: obj[k] for k in required}, **given)
+
+
+def _wire_points(raw: Any) -> Points:
+    return tuple(tuple(float(v) for v in p) for p in raw)
+
+
+def _joined_from(o: Mapping[str, Any]) -> Joined:
+    members = tuple(Member(str(m["member"]), str(m["role"])) for m in o["members"])
+    strokes = tuple(
+        RoomStroke(int(s["id"]), str(s["author"]), _wire_points(s["points"]), bool(s["open"]))
+        for s in o["strokes"]
+    )
+    return Joined(str(o["room"]), str(o["role"]), str(o["member"]), members, strokes, o.get("seq"))
+
+
+def _stroke_from(o: Mapping[str, Any]) -> StrokeEvent:
+    points = _wire_points(o.get("points", ()))
+    return StrokeEvent(str(o["room"]), str(o["event"]), int(o["stroke"]), str(o["author"]), points)
 
 
 _SERVER_DECODERS: dict[str, Callable[[Mapping[str, Any]], ServerMessage]] = {
@@ -379,6 +544,17 @@ _SERVER_DECODERS: dict[str, Callable[[Mapping[str, Any]], ServerMessage]] = {
     "welcome": _welcome_from,
     "error": lambda o: Error(str(o["code"]), str(o["message"]), o.get("seq")),
     "pong": lambda o: Pong(o.get("seq")),
+    "shared": lambda o: Shared(
+        str(o["room"]), str(o["draw_token"]), str(o["watch_token"]), o.get("seq")
+    ),
+    "joined": _joined_from,
+    "left": lambda o: Left(str(o["room"]), o.get("seq")),
+    "presence": lambda o: Presence(
+        str(o["room"]), str(o["event"]), str(o["member"]), str(o["role"])
+    ),
+    "stroke": _stroke_from,
+    "undone": lambda o: Undone(str(o["room"]), int(o["stroke"]), str(o["author"])),
+    "cleared": lambda o: Cleared(str(o["room"]), str(o["by"])),
 }
 
 

@@ -288,6 +288,15 @@ class Rooms:
         events.append(Left(room.id, member))
         return events
 
+    def lift(self, member: str) -> list[Event]:
+        """End the member's open stroke as drawn, if any (their connection dropped)."""
+        room = self._room(member)
+        return self._end(room, member) if room.members[member].stroke is not None else []
+
+    def role(self, member: str) -> Role:
+        """The member's role in their room; NOT_IN_ROOM if in none."""
+        return self._room(member).members[member].role
+
     def expire(self, now: float) -> list[str]:
         """Forget rooms that have been empty for `empty_ttl_s`; returns their ids."""
         gone = [r.id for r in self._rooms.values() if r.expired(now, self.settings.empty_ttl_s)]

@@ -4,10 +4,16 @@ Belongs here: the state table, the strokes and their limits, the latest client s
 coalescing (at most one prediction in flight, plus one "dirty" flag). Pure: messages in,
 actions out; no I/O, no clock, no model. An illegal message raises ClientError and leaves
 the session exactly as it was.
+
+In a shared session (`room` set) the ink lives in the room (server.rooms): the session
+hands ink, recognize, share, join and leave over as `ToRoom` actions and keeps no ink of
+its own until it leaves.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -20,6 +26,8 @@ from server.protocol import (
     ClientMessage,
     End,
     Hello,
+    Join,
+    Leave,
     Limits,
     Ping,
     Points,
@@ -27,6 +35,7 @@ from server.protocol import (
     Pong,
     Recognize,
     ServerMessage,
+    Share,
     Start,
     Undo,
     Welcome,
@@ -44,13 +53,19 @@ class State(Enum):
 
 
 #: (state, message type) -> next state. A pair missing here is illegal in that state.
+#: Share and join keep the state: entering the room (`enter_room`) happens only if the
+#: room registry accepts. Leave is only legal in a room, where `ROOM_ROUTED` applies.
 TABLE: dict[tuple[State, type], State] = {
     (State.AWAIT_HELLO, Hello): State.IDLE,
-    **{(State.IDLE, t): State.IDLE for t in (Undo, Clear, Recognize, Ping)},
+    **{(State.IDLE, t): State.IDLE for t in (Undo, Clear, Recognize, Ping, Share, Join)},
     (State.IDLE, Start): State.DRAWING,
     **{(State.DRAWING, t): State.DRAWING for t in (Start, PointsMsg, Recognize, Ping)},
+    **{(State.DRAWING, t): State.DRAWING for t in (Share, Join)},
     **{(State.DRAWING, t): State.IDLE for t in (End, Undo, Clear)},
 }
+
+#: Messages a session in a room hands to the room instead of its own state table.
+ROOM_ROUTED = (Start, PointsMsg, End, Undo, Clear, Recognize, Share, Join, Leave)
 
 
 def _illegal(state: State, msg: ClientMessage) -> ClientError:
@@ -59,6 +74,8 @@ def _illegal(state: State, msg: ClientMessage) -> ClientError:
         return ClientError(Code.HELLO_FIRST, "the first message must be hello", msg.seq)
     if isinstance(msg, Hello):
         return ClientError(Code.ALREADY_HELLO, "hello was already received", msg.seq)
+    if isinstance(msg, Leave):
+        return ClientError(Code.NOT_IN_ROOM, "not in a shared session", msg.seq)
     return ClientError(Code.NO_STROKE, "no open stroke: send start first", msg.seq)
 
 
@@ -89,7 +106,14 @@ class Predict:
     snapshot: Snapshot
 
 
-Action = Send | Predict
+@dataclass(frozen=True, slots=True)
+class ToRoom:
+    """Action: the room registry decides this message (see server.hub)."""
+
+    message: ClientMessage
+
+
+Action = Send | Predict | ToRoom
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +144,8 @@ class Session:
         self.in_flight = False
         self.dirty = False  # the ink changed since the prediction in flight was taken
         self.final_wanted = False
+        self.room: str | None = None  # the shared session this one is in
+        self.resume_error: str | None = None  # told in welcome: why `hello.resume` failed
 
     @property
     def strokes(self) -> int:
@@ -129,6 +155,8 @@ class Session:
     def apply(self, msg: ClientMessage) -> list[Action]:
         """Apply one client message; return what to send and what to predict.
         Raises ClientError, leaving the session unchanged, if the message is illegal here."""
+        if self.room is not None and isinstance(msg, ROOM_ROUTED):
+            return [ToRoom(msg)]
         following = TABLE.get((self.state, type(msg)))
         if following is None:
             raise _illegal(self.state, msg)
@@ -150,6 +178,44 @@ class Session:
         self.dirty = False
         return self.snapshot(False)
 
+    def ink(self) -> tuple[Points, ...]:
+        """The session's own strokes as point tuples (the open one included), to seed a room."""
+        return tuple(tuple(map(tuple, s.tolist())) for s in self.snapshot(False).strokes)
+
+    # ---- shared and resumed sessions ----------------------------------------------------
+
+    def enter_room(self, room: str) -> None:
+        """The room registry accepted share or join: from now on the room holds the ink."""
+        self.room = room
+        self._clear()
+        self.state = State.IDLE
+        self.dirty = self.final_wanted = False
+
+    def leave_room(self, strokes: Sequence[Points]) -> list[Action]:
+        """Left the room, keeping `strokes` (the room's ink) as this session's own."""
+        self.room = None
+        self.done = [np.array([p[:2] for p in s], dtype=np.float64) for s in strokes if s]
+        self.open, self.total_points = [], sum(len(s) for s in self.done)
+        self.state, self.dirty = State.IDLE, True
+        return self._next()
+
+    def park(self) -> None:
+        """The connection dropped: end the open stroke as drawn, forget what was pending."""
+        self._close_open()
+        if self.state is State.DRAWING:
+            self.state = State.IDLE
+        self.in_flight = self.dirty = self.final_wanted = False
+
+    def resume(self, hello: Hello, resume_token: str) -> list[Action]:
+        """A parked session taken up by a new connection: welcome it (resumed, with a new
+        resume token), then predict its ink so the client sees where it stands."""
+        self.identity = dataclasses.replace(self.identity, resume_token=resume_token)
+        welcome = dataclasses.replace(self._welcome(hello), resumed=True)
+        if self.room is not None:  # the room's own prediction follows `joined`
+            return [Send(welcome)]
+        self.dirty = True
+        return [Send(welcome), *self._next()]
+
     def snapshot(self, final: bool) -> Snapshot:
         strokes = list(self.done)
         if self.open:
@@ -163,6 +229,8 @@ class Session:
             return [Send(self._welcome(msg))]
         if isinstance(msg, Ping):
             return [Send(Pong(msg.seq))]
+        if isinstance(msg, Share | Join):
+            return [ToRoom(msg)]
         if isinstance(msg, Recognize):
             self._see(msg.seq)
             self.final_wanted = True
@@ -182,7 +250,8 @@ class Session:
         i = self.identity
         return Welcome(
             i.session, i.resume_token, i.model, i.accelerator, i.runtime,
-            hello.top_k, hello.preview, i.limits,
+            hello.top_k, hello.preview, i.limits, resume_error=self.resume_error,
+            strokes=self.strokes, points=self.total_points,
         )  # fmt: skip
 
     def _draw(self, msg: Start | PointsMsg | End) -> None:

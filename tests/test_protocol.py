@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from typing import Any
 
 import msgpack
 import pytest
@@ -12,20 +13,32 @@ import pytest
 from server.errors import ClientError, Code
 from server.protocol import (
     Clear,
+    Cleared,
     ClientMessage,
     End,
     Error,
     Guess,
     Hello,
+    Join,
+    Joined,
+    Leave,
+    Left,
     Limits,
+    Member,
     Ping,
     PointsMsg,
     Pong,
     Prediction,
+    Presence,
     Recognize,
+    RoomStroke,
     ServerMessage,
+    Share,
+    Shared,
     Start,
+    StrokeEvent,
     Undo,
+    Undone,
     Welcome,
     decode,
     decode_server,
@@ -47,6 +60,12 @@ CLIENT_MESSAGES: list[ClientMessage] = [
     Recognize(7),
     Ping(2**53 - 1),
     Ping(),
+    Share(),
+    Share(8),
+    Join("room1", "secret", 9),
+    Join("r", "t"),
+    Leave(10),
+    Leave(),
 ]
 
 SERVER_MESSAGES: list[ServerMessage] = [
@@ -60,6 +79,24 @@ SERVER_MESSAGES: list[ServerMessage] = [
     Error("no_stroke", "no open stroke", 12),
     Pong(3),
     Pong(None),
+    Welcome("s", "t", "m", "gpu", "r", 1, True, resumed=True, strokes=2, points=30),
+    Welcome("s", "t", "m", "cpu", "r", 1, True, resume_error="resume_expired"),
+    Shared("room1", "draw", "watch", 4),
+    Joined(
+        "room1",
+        "watch",
+        "m3",
+        (Member("m1", "draw"), Member("m3", "watch")),
+        (RoomStroke(1, "m1", ((1.0, 2.0), (3.0, 4.0, 5.0)), False), RoomStroke(2, "m1", (), True)),
+        7,
+    ),
+    Joined("r", "draw", "m"),
+    Left("room1", 3),
+    Presence("room1", "left", "m2", "draw"),
+    StrokeEvent("room1", "start", 3, "m2", ((0.0, 0.0),)),
+    StrokeEvent("room1", "end", 3, "m2"),
+    Undone("room1", 3, "m2"),
+    Cleared("room1", "m1"),
 ]
 
 
@@ -95,12 +132,63 @@ def test_wire_names_are_the_documented_ones() -> None:
     welcome = json.loads(encode(SERVER_MESSAGES[0], False))
     assert set(welcome) == {
         "type", "version", "session", "resume_token", "model", "accelerator",
-        "runtime", "top_k", "preview", "limits",
+        "runtime", "top_k", "preview", "limits", "resumed", "resume_error", "strokes", "points",
     }  # fmt: skip
     assert welcome["limits"]["max_connections"] == 7
     assert json.loads(encode_client(PointsMsg(((1.0, 2.0),), 3), False)) == {
         "type": "points", "points": [[1.0, 2.0]], "seq": 3,
     }  # fmt: skip
+
+
+def test_room_wire_names_are_the_documented_ones() -> None:
+    (full,) = [m for m in SERVER_MESSAGES if isinstance(m, Joined) and m.strokes]
+    joined = json.loads(encode(full, False))
+    assert joined == {
+        "type": "joined", "room": "room1", "role": "watch", "member": "m3",
+        "members": [{"member": "m1", "role": "draw"}, {"member": "m3", "role": "watch"}],
+        "strokes": [
+            {"id": 1, "author": "m1", "points": [[1.0, 2.0], [3.0, 4.0, 5.0]], "open": False},
+            {"id": 2, "author": "m1", "points": [], "open": True},
+        ],
+        "seq": 7,
+    }  # fmt: skip
+    assert json.loads(encode(StrokeEvent("r", "points", 2, "m", ((1.0, 1.0),)), False)) == {
+        "type": "stroke", "room": "r", "event": "points", "stroke": 2, "author": "m",
+        "points": [[1.0, 1.0]],
+    }  # fmt: skip
+    assert json.loads(encode(Shared("r", "d", "w", None), False)) == {
+        "type": "shared", "room": "r", "draw_token": "d", "watch_token": "w", "seq": None,
+    }  # fmt: skip
+    assert json.loads(encode_client(Join("r", "t", 1), False)) == {
+        "type": "join", "room": "r", "token": "t", "seq": 1,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "join", "room": "r"},
+        {"type": "join", "token": "t"},
+        {"type": "join", "room": 5, "token": "t"},
+        {"type": "join", "room": "r", "token": ""},
+        {"type": "join", "room": "r", "token": "x" * 257},
+        {"type": "share", "seq": -1},
+        {"type": "leave", "seq": "1"},
+    ],
+    ids=repr,
+)
+def test_malformed_room_messages_are_bad_messages(frame: dict[str, Any]) -> None:
+    with pytest.raises(ClientError) as info:
+        decode(json.dumps(frame))
+    assert info.value.code is Code.BAD_MESSAGE
+
+
+def test_a_welcome_from_an_older_server_decodes_with_the_new_fields_defaulted() -> None:
+    obj = json.loads(encode(SERVER_MESSAGES[0], False))
+    for key in ("resumed", "resume_error", "strokes", "points"):
+        del obj[key]
+    welcome = decode_server(json.dumps(obj))
+    assert isinstance(welcome, Welcome) and not welcome.resumed and welcome.resume_error is None
 
 
 def test_unknown_fields_are_ignored_and_ints_become_floats() -> None:

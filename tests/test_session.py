@@ -11,16 +11,19 @@ from server.protocol import (
     ClientMessage,
     End,
     Hello,
+    Join,
+    Leave,
     Limits,
     Ping,
     PointsMsg,
     Pong,
     Recognize,
+    Share,
     Start,
     Undo,
     Welcome,
 )
-from server.session import TABLE, Identity, Predict, Send, Session, Snapshot, State
+from server.session import TABLE, Identity, Predict, Send, Session, Snapshot, State, ToRoom
 
 
 def new_session(**limits: int) -> Session:
@@ -177,10 +180,73 @@ def test_ping_answers_without_touching_the_ink() -> None:
 
 
 def test_state_table_covers_every_message_in_every_state() -> None:
-    kinds = {Hello, Start, PointsMsg, End, Undo, Clear, Recognize, Ping}
+    kinds = {Hello, Start, PointsMsg, End, Undo, Clear, Recognize, Ping, Share, Join}
     assert {t for (st, t) in TABLE if st is State.AWAIT_HELLO} == {Hello}
     assert {t for (st, t) in TABLE if st is State.IDLE} == kinds - {Hello, PointsMsg, End}
     assert {t for (st, t) in TABLE if st is State.DRAWING} == kinds - {Hello}
+    assert Leave not in {t for (_, t) in TABLE}  # legal only in a room (ROOM_ROUTED)
+
+
+# ---- shared and resumed sessions ------------------------------------------------------------
+
+
+def test_share_and_join_go_to_the_room_and_change_nothing_yet() -> None:
+    s = greeted()
+    s.apply(Start(((0.0, 0.0), (1.0, 1.0)), seq=1))
+    for msg in (Share(2), Join("r", "t", 3)):
+        assert s.apply(msg) == [ToRoom(msg)]
+        assert (s.state, s.room, s.total_points) == (State.DRAWING, None, 2)
+    assert s.ink() == (((0.0, 0.0), (1.0, 1.0)),)
+
+
+def test_in_a_room_ink_messages_go_to_the_room() -> None:
+    s = greeted()
+    s.apply(Start(((0.0, 0.0),)))
+    s.enter_room("r")
+    assert (s.state, s.strokes, s.total_points, s.room) == (State.IDLE, 0, 0, "r")
+    for msg in (Start(), PointsMsg(((1.0, 1.0),)), End(), Undo(), Clear(), Recognize(4), Leave(5)):
+        assert s.apply(msg) == [ToRoom(msg)]
+    assert s.apply(Ping(6)) == [Send(Pong(6))]
+    assert s.strokes == 0
+
+
+def test_leave_outside_a_room_is_not_in_room() -> None:
+    s = greeted()
+    with pytest.raises(ClientError) as info:
+        s.apply(Leave(3))
+    assert (info.value.code, info.value.seq) == (Code.NOT_IN_ROOM, 3)
+
+
+def test_leaving_keeps_a_copy_of_the_room_ink_and_predicts_it() -> None:
+    s = greeted()
+    s.enter_room("r")
+    snap = predicted(s.leave_room([((0.0, 0.0, 5.0), (2.0, 2.0, 6.0)), (), ((3.0, 3.0),)]))
+    assert s.room is None and s.strokes == 2 and s.total_points == 3
+    assert [a.tolist() for a in snap.strokes] == [[[0.0, 0.0], [2.0, 2.0]], [[3.0, 3.0]]]
+
+
+def test_park_ends_the_open_stroke_and_resume_welcomes_then_predicts() -> None:
+    s = greeted()
+    s.apply(Start(((0.0, 0.0), (1.0, 1.0)), seq=1))
+    s.park()
+    assert (s.state, s.strokes, s.in_flight, s.dirty) == (State.IDLE, 1, False, False)
+    welcome_action, predict = s.resume(Hello(top_k=2, resume="tok"), "new-token")
+    assert isinstance(welcome_action, Send) and isinstance(welcome_action.message, Welcome)
+    welcome = welcome_action.message
+    assert (welcome.session, welcome.resume_token, welcome.resumed) == ("sid", "new-token", True)
+    assert (welcome.strokes, welcome.points, welcome.top_k) == (1, 2, 2)
+    assert isinstance(predict, Predict) and predict.snapshot.points == 2
+    with pytest.raises(ClientError) as info:  # the stroke open at the drop was ended
+        s.apply(PointsMsg(((2.0, 2.0),)))
+    assert info.value.code is Code.NO_STROKE
+
+
+def test_a_failed_resume_is_named_in_the_welcome() -> None:
+    s = new_session()
+    s.resume_error = "resume_expired"
+    (action,) = s.apply(Hello(resume="old"))
+    assert isinstance(action, Send) and isinstance(action.message, Welcome)
+    assert (action.message.resumed, action.message.resume_error) == (False, "resume_expired")
 
 
 def test_snapshot_arrays_are_float_xy() -> None:
