@@ -161,8 +161,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     finally:  # bookkeeping first: the awaits below may be cancelled
         _release(app, client)
         app[METRICS].connections.dec()
+        conn.abandon()
+        app[HUB].drop(conn)  # parked for resume_grace_s
         await conn.stop()
-        await app[HUB].drop(conn)  # parked for resume_grace_s
     return ws
 
 

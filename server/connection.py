@@ -136,12 +136,18 @@ class Connection:
         """Wait until a close started by the server (any task) has finished its handshake."""
         await self._closed.wait()
 
-    async def stop(self) -> None:
-        """Abandon the prediction in flight (the socket is gone)."""
+    def abandon(self) -> None:
+        """The socket is gone: cancel the prediction in flight, which from now on leaves
+        the session alone (it may be parked and resumed by another connection)."""
         self.open = False
+        if self._task is not None:
+            self._task.cancel()
+
+    async def stop(self) -> None:
+        """Abandon the prediction in flight and wait until it has ended."""
+        self.abandon()
         task, self._task = self._task, None
         if task is not None and not task.done():
-            task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
     async def _run(self, actions: list[Action]) -> None:
@@ -172,6 +178,8 @@ class Connection:
         while next_snap is not None and self.open:
             self._job_updated_at = self._updated_at
             await self._predict_one(next_snap)
+            if not self.open:
+                return
             actions = self.session.prediction_done()
             next_snap = next((a.snapshot for a in actions if isinstance(a, Predict)), None)
 

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Protocol
 
 import numpy as np
@@ -135,6 +135,8 @@ class _Pipeline:
 
     dirty: bool = False
     task: asyncio.Task[None] | None = None
+    version: int = 0  # ink changes so far
+    taken: int = 0  # the version the prediction in flight predicts
 
 
 class Hub:
@@ -157,7 +159,8 @@ class Hub:
         self._online: dict[str, Endpoint] = {}
         self._pipelines: dict[str, _Pipeline] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._finals: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # finals and fan-outs of drops
+        self._since: dict[str, int] = {}  # member -> room version when it (re)joined
 
     # ---- client messages ----------------------------------------------------------------
 
@@ -193,7 +196,7 @@ class Hub:
     async def _join(self, ep: Endpoint, member: str, msg: Join) -> None:
         joined = self.rooms.join(msg.room, msg.token, member, self.clock())
         ep.session.enter_room(joined.room)
-        self._online[member] = ep
+        self._go_online(joined.room, member, ep)
         async with self._lock(joined.room):
             await ep.send(self.state(joined.room, member, msg.seq))
             await self._fan_out(joined.room, [wire(joined, joined.role)], skip=member)
@@ -205,7 +208,7 @@ class Hub:
         role, ink = self.rooms.role(member), self.rooms.ink(room)
         events = self.rooms.leave(member, self.clock())
         self._online.pop(member, None)
-        actions = ep.session.leave_room(ink)
+        actions = ep.session.leave_room(ink, seq)
         async with self._lock(room):
             await self._fan_out(room, [wire(e, role) for e in events])
             await ep.send(Left(room, seq))
@@ -276,6 +279,7 @@ class Hub:
         """The room's ink changed (or someone needs a prediction): predict it."""
         pipe = self._pipelines.setdefault(room, _Pipeline())
         pipe.dirty = True
+        pipe.version += 1
         if pipe.task is None or pipe.task.done():
             pipe.task = asyncio.create_task(self._predict_room(room, pipe), name=f"room-{room}")
 
@@ -283,11 +287,11 @@ class Hub:
         def refresh(pending: Snapshot) -> Snapshot:  # late binding, as Session.refresh
             if not pipe.dirty or room not in self.rooms:
                 return pending
-            pipe.dirty = False
+            pipe.dirty, pipe.taken = False, pipe.version
             return snapshot(self.rooms.ink(room), None, False)
 
         while pipe.dirty and room in self.rooms:
-            pipe.dirty = False
+            pipe.dirty, pipe.taken = False, pipe.version
             snap = snapshot(self.rooms.ink(room), None, False)
             try:
                 prediction = await self.recognizer.predict(snap, MAX_TOP_K, True, refresh)
@@ -299,15 +303,18 @@ class Hub:
                 log.exception("room prediction failed")
                 return
             async with self._lock(room):
-                await self._send_prediction(room, prediction)
+                await self._send_prediction(room, prediction, pipe.taken)
 
-    async def _send_prediction(self, room: str, prediction: Prediction) -> None:
-        """The same prediction to every member; a member not reading skips live ones."""
+    async def _send_prediction(self, room: str, prediction: Prediction, version: int) -> None:
+        """The same prediction to every member, except a member not reading (it gets a
+        later one) and one that joined after this ink changed (its state is newer)."""
         if room not in self.rooms:
             return
         for member in self.rooms.members(room):
             ep = self._online.get(member)
-            if ep is not None and ep.backlog() <= self.send_buffer_bytes:
+            if ep is None or ep.backlog() > self.send_buffer_bytes:
+                continue
+            if self._since.get(member, 0) <= version:
                 await ep.send(for_member(prediction, ep.session))
 
     def _final(self, ep: Endpoint, seq: int | None) -> None:
@@ -326,15 +333,14 @@ class Hub:
                 log.exception("room final prediction failed")
                 await ep.send(Error(Code.INTERNAL, "internal error", seq))
 
-        task = asyncio.create_task(answer())
-        self._finals.add(task)
-        task.add_done_callback(self._finals.discard)
+        self._spawn(answer())
 
     # ---- dropped and resumed sessions ---------------------------------------------------
 
-    async def drop(self, ep: Endpoint) -> None:
+    def drop(self, ep: Endpoint) -> None:
         """The connection ended: park its session for `resume_grace_s` under the resume
-        token welcome announced. A member stays in its room meanwhile, pen lifted."""
+        token welcome announced. A member stays in its room meanwhile, pen lifted. Not a
+        coroutine: it runs even while the handler is being cancelled."""
         session = ep.session
         if session.state.value == "await_hello":
             return
@@ -342,6 +348,7 @@ class Hub:
         if self._online.get(member) is ep:
             del self._online[member]
         room = session.room
+        role = self._role_or_draw(member)
         events = self.rooms.lift(member) if room is not None else []
         session.park()
         try:
@@ -349,7 +356,12 @@ class Hub:
         except core.RoomError:  # too many parked: the session ends now
             events += self._forget(session, now)
         if room is not None and events:
-            await self._publish(room, events, {member: self._role_or_draw(member)})
+            self._spawn(self._publish(room, events, {member: role}))
+
+    def _spawn(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def unpark(self, token: str) -> Session | str:
         """The session parked under `token`, or why not (resume_expired | resume_unknown)."""
@@ -362,10 +374,16 @@ class Hub:
         """A resumed session that was in a room: back online, with the room's state."""
         member, room = ep.session.identity.session, ep.session.room
         assert room is not None
-        self._online[member] = ep
+        self._go_online(room, member, ep)
         async with self._lock(room):
             await ep.send(self.state(room, member, None))
         self._touch(room)
+
+    def _go_online(self, room: str, member: str, ep: Endpoint) -> None:
+        """The member's connection receives the room's messages from now on; predictions
+        of ink older than the state it is about to receive are not sent to it."""
+        self._online[member] = ep
+        self._since[member] = self._pipelines.setdefault(room, _Pipeline()).version
 
     def _forget(self, session: Session, now: float) -> list[core.Event]:
         """A session gone for good leaves its room."""
@@ -396,7 +414,7 @@ class Hub:
     async def stop(self) -> None:
         """Cancel every room prediction (server shutdown)."""
         tasks = [p.task for p in self._pipelines.values() if p.task is not None]
-        tasks += list(self._finals)
+        tasks += list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -191,9 +191,11 @@ class Session:
         self.state = State.IDLE
         self.dirty = self.final_wanted = False
 
-    def leave_room(self, strokes: Sequence[Points]) -> list[Action]:
-        """Left the room, keeping `strokes` (the room's ink) as this session's own."""
+    def leave_room(self, strokes: Sequence[Points], seq: int | None = None) -> list[Action]:
+        """Left the room (`leave` had `seq`), keeping `strokes`, the room's ink, as this
+        session's own; a prediction of it follows."""
         self.room = None
+        self._see(seq)
         self.done = [np.array([p[:2] for p in s], dtype=np.float64) for s in strokes if s]
         self.open, self.total_points = [], sum(len(s) for s in self.done)
         self.state, self.dirty = State.IDLE, True
@@ -210,6 +212,7 @@ class Session:
         """A parked session taken up by a new connection: welcome it (resumed, with a new
         resume token), then predict its ink so the client sees where it stands."""
         self.identity = dataclasses.replace(self.identity, resume_token=resume_token)
+        self.in_flight = self.dirty = self.final_wanted = False
         welcome = dataclasses.replace(self._welcome(hello), resumed=True)
         if self.room is not None:  # the room's own prediction follows `joined`
             return [Send(welcome)]

@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 
-from client import DigitsClient, Prediction
-from server.protocol import Error, Presence, ServerMessage, StrokeEvent
+from client import DigitsClient, JoinRefused, Prediction, ServerError, connect
+from server.protocol import (
+    Cleared,
+    Error,
+    Joined,
+    Presence,
+    ServerMessage,
+    StrokeEvent,
+    Undone,
+)
 from tests.serverkit import MakeClient, start, unipen_digits
 
 pytestmark = pytest.mark.asyncio
@@ -165,3 +175,216 @@ async def test_a_watcher_cannot_draw_undo_or_clear(aiohttp_client: MakeClient) -
         assert (await w.recognize()).strokes == 1  # watching still reads the answer
         await w.points([[2, 2]])
         assert (await until(w, Error)).code == "watch_only"
+
+
+async def test_wrong_tokens_and_unknown_rooms_get_the_same_refusal(
+    aiohttp_client: MakeClient,
+) -> None:
+    _, url = await start(aiohttp_client)
+    digit = unipen_digits()[8]
+    async with clients(url, 2) as (a, b):
+        shared = await a.share()
+        refusals = []
+        for room, token in (
+            (shared.room, "wrong"),
+            ("no-such-room", shared.draw_token),
+            (shared.room, shared.draw_token[:-1]),
+            ("no-such-room", "wrong"),
+        ):
+            with pytest.raises(JoinRefused) as info:
+                await b.join(room, token)
+            refusals.append((info.value.code, info.value.message))
+        assert len(set(refusals)) == 1 and refusals[0][0] == "room_refused"
+        assert b.room is None
+        assert (await b.draw(digit.strokes, point_interval=0)).top[0].digit == digit.expected  # type: ignore[union-attr]
+        assert [m for m in await drain(a) if isinstance(m, Presence | StrokeEvent)] == []
+
+
+async def test_misplaced_room_messages_get_named_errors(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client)
+    async with clients(url, 2) as (a, b), aiohttp.ClientSession() as http:
+        with pytest.raises(ServerError) as info:
+            await a.leave()
+        assert info.value.code == "not_in_room"
+        shared = await a.share()
+        for call in (a.share(), a.join(shared.room, shared.draw_token)):
+            with pytest.raises(ServerError) as info:
+                await call
+            assert info.value.code == "already_in_room"
+        await b.join(shared.room, shared.draw_token)
+        await b.points([[1, 1]])
+        assert (await until(b, Error)).code == "no_stroke"
+        ws = await http.ws_connect(url)
+        await ws.send_str(json.dumps({"type": "join", "room": "r", "token": "t"}))
+        assert json.loads((await ws.receive()).data)["code"] == "hello_first"
+        await ws.close()
+        ws = await http.ws_connect(url)
+        await ws.send_str(json.dumps({"type": "hello", "version": 1}))
+        await ws.receive()
+        for frame, code in (
+            ({"type": "join", "room": shared.room, "seq": 4}, "bad_message"),
+            ({"type": "join", "room": shared.room, "token": 7, "seq": 5}, "bad_message"),
+            ({"type": "leave", "seq": 6}, "not_in_room"),
+        ):
+            await ws.send_str(json.dumps(frame))
+            reply = json.loads((await ws.receive()).data)
+            assert (reply["type"], reply["code"], reply["seq"]) == ("error", code, frame["seq"])
+        await ws.send_str(json.dumps({"type": "ping", "seq": 9}))
+        assert json.loads((await ws.receive()).data) == {"type": "pong", "seq": 9}
+        await ws.close()
+
+
+async def test_undo_removes_only_your_own_last_stroke_and_clear_clears_all(
+    aiohttp_client: MakeClient,
+) -> None:
+    _, url = await start(aiohttp_client)
+    async with clients(url, 3) as (a, b, w):
+        shared = await a.share()
+        await b.join(shared.room, shared.draw_token)
+        await a.start_stroke([[0, 0], [0, 50]])
+        await a.end_stroke()
+        await until(b, StrokeEvent, event="end")
+        await b.start_stroke([[10, 0], [10, 50]])
+        await b.end_stroke()
+        await until(a, StrokeEvent, event="end")
+        await a.undo()
+        undone = await until(b, Undone)
+        assert (undone.stroke, undone.author) == (1, a.welcome.session)  # type: ignore[union-attr]
+        assert (await until(a, Undone)) == undone  # the author hears it too
+        await a.undo()  # nothing of a's is left: no event, no change
+        joined = await w.join(shared.room, shared.watch_token)
+        assert [(s.id, s.author) for s in joined.strokes] == [(2, b.welcome.session)]  # type: ignore[union-attr]
+        await a.clear()
+        cleared = await until(w, Cleared)
+        assert cleared == Cleared(shared.room, a.welcome.session)  # type: ignore[union-attr]
+        assert (await until(w, Prediction, empty=True)).strokes == 0
+        assert (await w.recognize()).empty
+
+
+async def test_room_limits_are_announced_and_enforced(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client, max_members_per_room=2, max_rooms=1)
+    async with clients(url, 4) as (a, b, c, d):
+        limits = a.welcome.limits  # type: ignore[union-attr]
+        assert (limits.max_members_per_room, limits.max_rooms) == (2, 1)
+        assert limits.room_empty_ttl_s == 300.0 and limits.resume_grace_s == 60.0
+        shared = await a.share()
+        await b.join(shared.room, shared.watch_token)
+        with pytest.raises(JoinRefused) as info:
+            await c.join(shared.room, shared.watch_token)
+        assert info.value.code == "room_full"
+        with pytest.raises(ServerError) as info2:
+            await d.share()
+        assert info2.value.code == "too_many_rooms"
+        await b.leave()
+        await c.join(shared.room, shared.draw_token)  # a place became free
+
+
+async def test_leaving_keeps_a_copy_and_tells_the_others(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client)
+    digit = unipen_digits()[16]
+    async with clients(url, 2) as (a, b):
+        await draw(a, digit.strokes)
+        shared = await a.share()
+        await b.join(shared.room, shared.draw_token)
+        left = await b.leave()
+        assert left.room == shared.room and b.room is None
+        presence = await until(a, Presence, event="left")
+        assert (presence.member, presence.role) == (b.welcome.session, "draw")  # type: ignore[union-attr]
+        mine = await until(b, Prediction, seq=left.seq)
+        assert mine.strokes == len(digit.strokes) and mine.top[0].digit == digit.expected
+        await b.start_stroke([[0, 0], [5, 5]])  # on b's own canvas now
+        assert (await until(b, Prediction)).strokes == len(digit.strokes) + 1
+        assert [m for m in await drain(a) if isinstance(m, StrokeEvent)] == []
+
+
+async def test_an_empty_room_expires_after_its_ttl(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client, room_empty_ttl_s=0.2)
+    async with clients(url, 2) as (a, b):
+        shared = await a.share()
+        await a.leave()
+        await asyncio.sleep(0.5)
+        with pytest.raises(JoinRefused) as info:
+            await b.join(shared.room, shared.draw_token)
+        assert info.value.code == "room_refused"
+
+
+# ---- resume -------------------------------------------------------------------------------------
+
+
+async def test_resume_within_the_grace_period_keeps_the_session(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client)
+    digit = unipen_digits()[24]
+    async with connect(url) as c:
+        await draw(c, digit.strokes)
+        await c.recognize()
+        assert c.welcome is not None
+        session, token = c.welcome.session, c.welcome.resume_token
+    async with connect(url, resume=token) as c:
+        welcome = c.welcome
+        assert welcome is not None and welcome.resumed and welcome.resume_error is None
+        assert welcome.session == session and welcome.resume_token != token
+        assert (welcome.strokes, welcome.points) == (len(digit.strokes), digit.points)
+        first = await until(c, Prediction)
+        assert first.strokes == len(digit.strokes) and first.top[0].digit == digit.expected
+        seq = await c.start_stroke([[0, 0], [1, 1]])
+        assert (await until(c, Prediction, seq=seq)).strokes == len(digit.strokes) + 1
+    async with connect(url, resume=token) as c:  # a token works once
+        assert c.welcome is not None and c.welcome.resume_error == "resume_unknown"
+
+
+async def test_after_the_grace_period_the_client_is_told_it_is_gone(
+    aiohttp_client: MakeClient,
+) -> None:
+    _, url = await start(aiohttp_client, resume_grace_s=0.2)
+    async with connect(url) as c:
+        await c.start_stroke([[0, 0], [0, 40]])
+        assert c.welcome is not None
+        session, token = c.welcome.session, c.welcome.resume_token
+    await asyncio.sleep(0.5)
+    async with connect(url, resume=token) as c:
+        welcome = c.welcome
+        assert welcome is not None and not welcome.resumed
+        assert welcome.resume_error == "resume_expired" and welcome.session != session
+        assert (welcome.strokes, welcome.points) == (0, 0)
+        assert (await c.recognize()).empty
+    async with connect(url, resume="never-issued") as c:
+        assert c.welcome is not None and c.welcome.resume_error == "resume_unknown"
+
+
+async def test_a_dropped_member_resumes_into_its_room(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client)
+    async with clients(url, 1) as (a,):
+        shared = await a.share()
+        b = await DigitsClient.open(url)
+        await b.join(shared.room, shared.draw_token)
+        await b.start_stroke([[0, 0], [0, 30]])  # open when the connection drops
+        assert b.welcome is not None
+        token = b.welcome.resume_token
+        await b._ws.close()  # the network goes: no leave
+        await b.close()
+        ended = await until(a, StrokeEvent, event="end")
+        assert ended.author == b.welcome.session
+        async with connect(url, resume=token) as b2:
+            assert b2.welcome is not None and b2.welcome.resumed
+            joined = await until(b2, Joined)
+            assert joined.room == shared.room and joined.role == "draw" and joined.seq is None
+            assert [(s.author, s.open) for s in joined.strokes] == [(b.welcome.session, False)]
+            assert (await until(b2, Prediction)).strokes == 1
+            await b2.start_stroke([[5, 5]])
+            assert (await until(a, StrokeEvent, event="start")).author == b.welcome.session
+        presences = [m for m in await drain(a) if isinstance(m, Presence)]
+        assert presences == []  # parked, not gone: nobody was told it left
+
+
+async def test_a_member_gone_past_the_grace_period_leaves_its_room(
+    aiohttp_client: MakeClient,
+) -> None:
+    _, url = await start(aiohttp_client, resume_grace_s=0.2)
+    async with clients(url, 1) as (a,):
+        shared = await a.share()
+        b = await DigitsClient.open(url)
+        await b.join(shared.room, shared.watch_token)
+        assert b.welcome is not None
+        await b.close()
+        presence = await until(a, Presence, event="left")
+        assert (presence.member, presence.role) == (b.welcome.session, "watch")
