@@ -1,4 +1,5 @@
-"""The `digits-client` command: recognize a strokes file, or draw strokes read from stdin.
+"""The `digits-client` command: recognize a strokes file, draw strokes read from stdin, or
+watch a shared session.
 
 Belongs here: the arguments, the top of each subcommand, and the one place that turns
 failures into a one-line message and an exit status. The work lives in client/replay.py
@@ -6,7 +7,7 @@ failures into a one-line message and an exit status. The work lives in client/re
 
 Exit status: 0 all went well; 1 some lines or samples failed, or the input cannot be read;
 2 the server cannot be reached or the connection was lost (also bad usage); 3 the server
-refused to join the room (wrong or expired token, or a server without rooms).
+refused to join the room (wrong or expired token, a full room, or a server without rooms).
 """
 
 from __future__ import annotations
@@ -27,7 +28,18 @@ from client.client import ConnectionClosed, JoinRefused, ServerError
 from client.pen import Pace, Pen
 from client.replay import Options, Unreachable, open_client, recognize_file
 from client.strokefile import InputError, parse_draw_line, read_samples
-from server.protocol import MAX_TOP_K, Error, Prediction, ServerMessage
+from server.protocol import (
+    MAX_TOP_K,
+    Cleared,
+    Error,
+    Joined,
+    Prediction,
+    Presence,
+    ServerMessage,
+    StrokeEvent,
+    Undone,
+    encode,
+)
 
 EXIT_OK, EXIT_FAILURES, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 1, 2, 3
 DEFAULT_URL = os.environ.get("DIGITS_URL", "ws://127.0.0.1:8080/ws")
@@ -80,8 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("file", help="JSON Lines strokes file, gzipped or not; - for stdin")
     rec.add_argument("--out", default="-", help="where to write one JSON line per sample")
     rec.add_argument("--concurrency", type=_positive(int), default=1, help="connections")
-    sub.add_parser(
+    draw = sub.add_parser(
         "draw", parents=[_common()], help="draw strokes from stdin, print live predictions"
+    )
+    draw.add_argument(
+        "--share",
+        action="store_true",
+        help="share the session first; the room and its tokens go to stderr as a JSON line",
+    )
+    watch = sub.add_parser(
+        "watch", parents=[_common()], help="watch a shared session (--room, --token)"
+    )
+    watch.add_argument(
+        "--events", action="store_true", help="print strokes, presence, undo and clear too"
+    )
+    watch.add_argument(
+        "--count", type=_positive(int), help="stop after this many predictions (default: never)"
     )
     return parser
 
@@ -89,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if (args.room is None) != (args.token is None):
         parser.error("--room and --token go together")
+    if args.command == "watch" and args.room is None:
+        parser.error("watch needs --room and --token")
+    if getattr(args, "share", False) and args.room is not None:
+        parser.error("--share starts a new shared session: leave out --room")
     if args.room is not None and getattr(args, "concurrency", 1) > 1:
         parser.error("--room draws on one shared canvas: use --concurrency 1")
     if args.batch > 512:
@@ -207,6 +237,10 @@ async def run_draw(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     async with aiohttp.ClientSession() as http:
         client = await open_client(opts, http, printer.hear)
         try:
+            if args.share:
+                shared = await client.share(opts.connect_timeout_s)
+                room = {"room": shared.room, "draw_token": shared.draw_token}
+                print(json.dumps({**room, "watch_token": shared.watch_token}), file=err, flush=True)
             pen = Pen(client, opts.pace)
             async for line, text in stdin_lines():
                 await _draw_line(pen, printer, line, text)
@@ -217,12 +251,41 @@ async def run_draw(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_FAILURES if printer.failures else EXIT_OK
 
 
+# ---- watch ----------------------------------------------------------------------------------
+
+ROOM_EVENTS = (Presence, StrokeEvent, Undone, Cleared, Joined)
+
+
+async def run_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Join a room and print its live predictions (and, with --events, what happens in it)
+    until --count predictions, or until the server closes the connection."""
+    async with aiohttp.ClientSession() as http:
+        client = await open_client(options(args), http)
+        try:
+            seen = 0
+            async for msg in client:
+                if isinstance(msg, Prediction):
+                    print(json.dumps(prediction_record(msg)), file=out, flush=True)
+                    seen += 1
+                    if args.count is not None and seen >= args.count:
+                        return EXIT_OK
+                elif isinstance(msg, Error):
+                    print(f"server error {msg.code}: {msg.message}", file=err, flush=True)
+                elif args.events and isinstance(msg, ROOM_EVENTS):
+                    print(encode(msg, binary=False), file=out, flush=True)
+        finally:
+            await client.close()
+    raise ConnectionClosed(client.close_code)
+
+
 # ---- main -----------------------------------------------------------------------------------
 
 
 async def _run(args: argparse.Namespace) -> int:
     if args.command == "draw":
         return await run_draw(args, sys.stdout, sys.stderr)
+    if args.command == "watch":
+        return await run_watch(args, sys.stdout, sys.stderr)
     if args.out == "-":
         return await run_recognize(args, sys.stdout, sys.stderr)
     try:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from client import connect
 from client.cli import main
 from client.pen import Pace, frames
 from client.replay import percentile
@@ -200,6 +201,59 @@ async def test_a_refused_room_token_is_a_clear_error(
 
 
 @pytest.mark.asyncio
+async def test_watch_prints_the_shared_drawing_and_draw_joins_with_room_and_token(
+    aiohttp_client: MakeClient,
+) -> None:
+    _, url = await start(aiohttp_client)
+    digit = twenty()[6]
+    async with connect(url) as owner:
+        await owner.draw(digit.strokes, point_interval=0)
+        shared = await owner.share()
+        room = ["--url", url, "--room", shared.room]
+        rc, out, err = await cli("watch", *room, "--token", shared.watch_token, "--count", "1")
+        assert rc == 0, err
+        (row,) = records(out)
+        assert (row["digit"], row["strokes"], row["final"]) == (
+            digit.label,
+            len(digit.strokes),
+            False,
+        )
+        stroke = json.dumps([[0, 0], [500, 500]]).encode() + b"\n"
+        rc, out, err = await cli(
+            "draw", *room, "--token", shared.draw_token, "--fast", stdin=stroke
+        )
+        assert rc == 0, err
+        assert records(out)[-1]["strokes"] == len(digit.strokes) + 1  # drew on the shared canvas
+        rc, out, err = await cli(
+            "watch", *room, "--token", shared.watch_token, "--events", "--count", "1"
+        )
+        assert rc == 0, err
+        joined, prediction = records(out)
+        assert (joined["type"], joined["role"]) == ("joined", "watch")
+        assert len(joined["strokes"]) == prediction["strokes"] == len(digit.strokes) + 1
+        rc, out, err = await cli("draw", *room, "--token", shared.watch_token, stdin=stroke)
+        assert rc == 1 and "server error watch_only" in err
+
+
+@pytest.mark.asyncio
+async def test_draw_share_prints_the_tokens_and_a_wrong_token_exits_3(
+    aiohttp_client: MakeClient,
+) -> None:
+    _, url = await start(aiohttp_client)
+    stroke = json.dumps([[0, 0], [0, 400]]).encode() + b"\n"
+    rc, out, err = await cli("draw", "--url", url, "--share", "--fast", stdin=stroke)
+    assert rc == 0, err
+    share = json.loads(err.splitlines()[0])
+    async with connect(url) as c:
+        joined = await c.join(share["room"], share["watch_token"])
+        assert [len(s.points) for s in joined.strokes] == [2]
+    rc, out, err = await cli(
+        "watch", "--url", url, "--room", share["room"], "--token", share["room"]
+    )
+    assert rc == 3 and out == "" and "room_refused" in err and "Traceback" not in err
+
+
+@pytest.mark.asyncio
 async def test_not_a_websocket_endpoint_and_a_missing_file(
     aiohttp_client: MakeClient, tmp_path: Path
 ) -> None:
@@ -315,6 +369,8 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         ["draw", "--room", "r"],
         ["recognize", "f", "--room", "r", "--token", "t", "--concurrency", "2"],
         ["recognize", "f", "--rate", "0"],
+        ["watch"],
+        ["draw", "--share", "--room", "r", "--token", "t"],
     ):
         with pytest.raises(SystemExit) as exc:
             main(argv)
