@@ -537,3 +537,67 @@ def test_controls_are_buttons_reachable_from_the_keyboard(page: Page, samples: S
     page.page.keyboard.press("Enter")  # Clear, and only Clear: no final answer follows
     assert page.shown()["state"] == "empty" and page.ink_amount() == 0
     assert page.page.get_attribute("#announce", "aria-live") == "polite"
+
+
+# ---- shared drawings and resumed sessions ------------------------------------------------------
+
+
+def shows_digit(page: Page, digit: int) -> None:
+    page.wait("d => document.getElementById('digit').textContent === d", str(digit))
+
+
+def test_share_links_let_others_watch_and_draw_live(
+    make_page: Callable[..., Page], server: ServerProcess, samples: Samples
+) -> None:
+    owner = make_page()
+    owner.open(server.url)
+    owner.draw(samples.clear[7].strokes)
+    shows_digit(owner, 7)
+    owner.page.get_by_role("button", name="Share this drawing").click()
+    owner.page.wait_for_selector("#share-info:not([hidden])", timeout=WAIT_MS)
+    draw_link = owner.page.input_value("#share-draw-link")
+    watch_link = owner.page.input_value("#share-watch-link")
+    assert draw_link.startswith(server.url + "?room=") and "&token=" in draw_link
+    assert watch_link != draw_link
+
+    watcher = make_page()
+    watcher.open(watch_link)
+    watcher.wait("() => window.digits.share.role === 'watch'")
+    shows_digit(watcher, 7)  # the late joiner sees the drawing and its prediction
+    assert watcher.ink_amount() > 0 and watcher.page.locator("#undo").is_disabled()
+    assert "read-only" in watcher.page.text_content("#share-status")  # type: ignore[operator]
+    owner.wait("() => document.getElementById('share-status').textContent.includes('2 people')")
+
+    owner.page.keyboard.press("Delete")  # clear reaches the watcher live
+    watcher.wait("() => window.digits.others.size === 0")
+    watcher.wait_state("empty")
+    assert watcher.ink_amount() == 0
+    owner.draw(samples.clear[3].strokes)
+    shows_digit(watcher, 3)
+    assert watcher.ink_amount() > 0
+
+    watcher.draw([[[0, 0], [10, 10]]])  # refused on the page itself, with a readable reason
+    assert "only people with the drawing link can draw" in watcher.page.text_content("#error-text")  # type: ignore[operator]
+    assert watcher.page.evaluate("() => window.digits.ink.strokes.length") == 0
+
+    drawer = make_page()
+    drawer.open(draw_link)
+    drawer.wait("() => window.digits.share.role === 'draw'")
+    drawer.page.keyboard.press("Delete")
+    drawer.draw(samples.clear[1].strokes)
+    shows_digit(owner, 1)
+    shows_digit(watcher, 1)
+    drawer.page.get_by_role("button", name="Leave").click()
+    owner.wait("() => document.getElementById('share-status').textContent.includes('2 people')")
+    drawer.wait("() => window.digits.share.room === null && location.search === ''")
+
+
+def test_a_dropped_connection_resumes_the_same_session(page: Page, samples: Samples) -> None:
+    page.draw(samples.clear[6].strokes)
+    before = wait_settled(page)
+    session = page.page.evaluate("() => window.digits.conn.welcome.session")
+    page.page.evaluate("() => window.digits.conn.ws.close()")
+    page.wait("() => window.digits.debug.resumed === true")
+    page.wait_connected()
+    assert page.page.evaluate("() => window.digits.conn.welcome.session") == session
+    assert recognize(page)["digit"] == before["digit"] == "6"

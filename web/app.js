@@ -1,5 +1,6 @@
 // The drawing page: pointer input -> ink -> strokes streamed to the server, predictions -> view.
-// Drawing lives in ink.js, the socket in connection.js; this file wires them to the page.
+// Drawing lives in ink.js, the socket in connection.js; this file wires them to the page,
+// including shared drawings (share links, watch mode, other members' strokes).
 
 import { Connection, defaultURL } from "./connection.js";
 import { Ink, InkCanvas, paintPreview } from "./ink.js";
@@ -11,6 +12,21 @@ const ERROR_SHOW_MS = 8000;
 const ink = new Ink();
 const pad = new InkCanvas($("pad"));
 const conn = new Connection(defaultURL(), { top_k: TOP_K, preview: true });
+
+// In a shared drawing, `ink` holds this member's own strokes (what undo takes back) and
+// `others` the other members' strokes by id; the pad shows both.
+const others = new Map(); // stroke id -> {author, points, open}
+const view = {
+  all: () => [...[...others.values()].map((s) => s.points), ...ink.all()].filter((s) => s.length),
+};
+
+function render() {
+  pad.render(view);
+}
+
+function canvasEmpty() {
+  return view.all().length === 0;
+}
 
 // ---- Streaming strokes -------------------------------------------------------------------
 // Points wait in `outbox` and leave once per animation frame; a stroke's first batch is its
@@ -81,7 +97,7 @@ function requestFrame() {
   frameRequested = true;
   requestAnimationFrame((now) => {
     frameRequested = false;
-    pad.render(ink);
+    render();
     if (now - lastFlush >= MIN_SEND_INTERVAL_MS) {
       lastFlush = now;
       flush();
@@ -103,8 +119,12 @@ function onPointerDown(event) {
   if (activePointer !== null || (event.pointerType === "mouse" && event.button !== 0)) return;
   event.preventDefault();
   conn.wake();
+  if (share.role === "watch") {
+    showError(describeError({ code: "watch_only" }));
+    return;
+  }
   // Stay within the session's limits here, so the server never has to refuse a stroke.
-  if (ink.all().length >= limit("max_strokes_per_session", Infinity)) {
+  if (view.all().length >= limit("max_strokes_per_session", Infinity)) {
     showError(describeError({ code: "too_many_strokes" }));
     return;
   }
@@ -146,37 +166,40 @@ function onPointerUp(event) {
 function endStroke() {
   ink.end();
   flush(true);
-  pad.render(ink);
+  render();
 }
 
 // ---- Commands ----------------------------------------------------------------------------
 
 function inkChanged() {
   finalWanted = false;
-  $("pad-hint").hidden = !ink.isEmpty;
+  $("pad-hint").hidden = !canvasEmpty();
 }
 
 function undo() {
+  if (share.role === "watch") return;
   const unsent = ink.current !== null && !outbox.started; // the server has not seen it yet
   activePointer = null;
   outbox.points = [];
   outbox.started = false;
   if (!ink.undo()) return;
   inkChanged();
-  pad.render(ink);
-  if (ink.isEmpty) showEmpty();
+  render();
+  if (canvasEmpty()) showEmpty();
   if (unsent) return;
   const seq = conn.send({ type: "undo" });
   if (seq !== null) staleBefore = seq;
 }
 
 function clear() {
+  if (share.role === "watch") return;
   activePointer = null;
   outbox.points = [];
   outbox.started = false;
   ink.clear();
+  others.clear();
   inkChanged();
-  pad.render(ink);
+  render();
   const seq = conn.send({ type: "clear" });
   if (seq !== null) staleBefore = seq;
   showEmpty();
@@ -187,7 +210,7 @@ function recognize() {
     activePointer = null;
     endStroke();
   }
-  if (ink.isEmpty) {
+  if (canvasEmpty()) {
     showEmpty("Nothing to recognize yet: draw a digit first");
     return;
   }
@@ -225,15 +248,19 @@ function onKeyDown(event) {
 // ---- Showing predictions -----------------------------------------------------------------
 
 const result = $("result");
-const debug = { lastPredictionSeq: null, lastPointerType: null }; // read by the browser tests
+// read by the browser tests
+const debug = { lastPredictionSeq: null, lastPointerType: null, resumed: false };
 let announced = "";
 let predictionCount = 0;
 
 function onMessage({ detail: message }) {
-  if (message.type === "prediction") onPrediction(message);
+  const roomHandler = ROOM_HANDLERS[message.type];
+  if (roomHandler) roomHandler(message);
+  else if (message.type === "prediction") onPrediction(message);
   else if (message.type === "error" && message.code !== "idle_timeout") {
     showError(describeError(message));
     if (message.code === "overloaded" && finalWanted) retryRecognize();
+    if (message.code === "room_refused" || message.code === "room_full") joinRefused();
   }
 }
 
@@ -242,7 +269,7 @@ function onPrediction(p) {
   if (typeof p.seq === "number" && p.seq < staleBefore) return;
   predictionCount += 1;
   result.dataset.count = String(predictionCount);
-  if (p.empty || !Array.isArray(p.top) || p.top.length === 0 || ink.isEmpty) {
+  if (p.empty || !Array.isArray(p.top) || p.top.length === 0 || canvasEmpty()) {
     showEmpty(p.final ? "Nothing to recognize yet: draw a digit first" : undefined);
     return;
   }
@@ -326,8 +353,27 @@ function onWelcome({ detail: welcome }) {
   const parts = [welcome.model, welcome.accelerator && welcome.accelerator.toUpperCase()];
   $("model-info").textContent = `Model ${parts.filter(Boolean).join(" on ")}`;
   hideError();
+  debug.resumed = Boolean(welcome.resumed);
+  if (welcome.resumed) {
+    if (share.room) return; // the room's state ("joined") follows
+    if (!inSync(welcome)) {
+      conn.send({ type: "clear" }); // the server missed some of the drawing: send it all
+      replay();
+    } else if (finalWanted && !ink.current) conn.send({ type: "recognize" });
+    return;
+  }
+  if (joinWith) {
+    conn.send({ type: "join", room: joinWith.room, token: joinWith.token });
+    return;
+  }
+  if (share.room) leftRoom(); // the room went with the old session
   replay();
-  if (ink.isEmpty) showEmpty();
+  if (canvasEmpty()) showEmpty();
+}
+
+/** Whether a resumed session holds exactly the page's drawing. */
+function inSync(welcome) {
+  return !ink.current && welcome.strokes === ink.strokes.length && welcome.points === ink.points;
 }
 
 // What a person can do about the errors they can cause; other codes show the server's text.
@@ -338,6 +384,10 @@ const ERROR_ADVICE = {
   overloaded: "The server is busy right now; the guess will catch up.",
   too_many_connections: "The server has too many visitors right now; retrying.",
   idle_timeout: "Paused after a while without drawing; it reconnects when you draw.",
+  room_refused: "That shared drawing is gone, or the link is wrong.",
+  room_full: "That shared drawing is full right now.",
+  too_many_rooms: "Too many shared drawings on the server right now; try again later.",
+  watch_only: "You are watching: only people with the drawing link can draw.",
   internal: "Something went wrong on the server; try again.",
 };
 
@@ -360,9 +410,174 @@ function hideError() {
   $("error").hidden = true;
 }
 
-// ---- Share / watch mode (issue 5) --------------------------------------------------------
-// Reserved: the #share section in index.html and this spot. A share feature can reach the
-// drawing through `window.digits` (ink, connection) without changing the code above.
+// ---- Share / watch mode -----------------------------------------------------------------
+// "Share" turns this drawing into a room with a link to draw with and a link to watch. Opening
+// a link (?room=ID&token=T) joins; a watch link makes the pad read-only. The server's room
+// messages keep `others` and the member list up to date.
+
+const share = { room: null, role: null, member: null, members: [], links: {} };
+let joinWith = inviteFromURL(); // credentials to (re)join with when a session starts afresh
+
+function inviteFromURL() {
+  const params = new URLSearchParams(window.location.search);
+  const room = params.get("room");
+  const token = params.get("token");
+  return room && token ? { room, token } : null;
+}
+
+function link(room, token) {
+  const url = new URL(window.location.href);
+  url.search = new URLSearchParams({ room, token }).toString();
+  url.hash = "";
+  return url.toString();
+}
+
+function startShare() {
+  if (share.room || conn.send({ type: "share" }) === null) {
+    if (!conn.ready) showError("Sharing needs the connection: try again once connected.");
+  }
+}
+
+function onShared(m) {
+  share.room = m.room;
+  share.role = "draw";
+  share.member = conn.welcome?.session ?? null;
+  share.members = [{ member: share.member, role: "draw" }];
+  share.links = { draw: link(m.room, m.draw_token), watch: link(m.room, m.watch_token) };
+  joinWith = { room: m.room, token: m.draw_token };
+  renderShare();
+}
+
+function onJoined(m) {
+  share.room = m.room;
+  share.role = m.role;
+  share.member = m.member;
+  share.members = Array.isArray(m.members) ? m.members : [];
+  if (joinWith && !share.links[m.role]) share.links = { [m.role]: link(m.room, joinWith.token) };
+  activePointer = null;
+  outbox.points = [];
+  outbox.started = false;
+  ink.clear();
+  others.clear();
+  for (const s of m.strokes ?? []) {
+    const points = s.points.map((p) => [p[0], p[1]]);
+    if (s.author === m.member) {
+      ink.strokes.push(points);
+      ink.points += points.length;
+    } else {
+      others.set(s.id, { author: s.author, points, open: s.open });
+    }
+  }
+  staleBefore = conn.seq; // what this session predicted before joining is not the room's
+  inkChanged();
+  render();
+  if (canvasEmpty()) showEmpty();
+  renderShare();
+}
+
+function onLeft() {
+  leftRoom();
+  conn.send({ type: "clear" }); // the server kept the room's ink as ours: send it in page order
+  replay();
+  render();
+}
+
+/** Back to drawing alone; the other members' strokes become this page's own. */
+function leftRoom() {
+  for (const s of others.values()) if (s.points.length) ink.strokes.push(s.points);
+  ink.points = ink.all().reduce((n, s) => n + s.length, 0);
+  others.clear();
+  Object.assign(share, { room: null, role: null, member: null, members: [], links: {} });
+  joinWith = null;
+  if (window.location.search) window.history.replaceState(null, "", window.location.pathname);
+  renderShare();
+}
+
+/** A join (by link, or again after a lost session) was refused: draw alone. */
+function joinRefused() {
+  if (share.room) leftRoom();
+  joinWith = null;
+  if (window.location.search) window.history.replaceState(null, "", window.location.pathname);
+  renderShare();
+  replay();
+}
+
+function onPresence(m) {
+  share.members = share.members.filter((x) => x.member !== m.member);
+  if (m.event === "joined") share.members.push({ member: m.member, role: m.role });
+  renderShare();
+}
+
+function onStroke(m) {
+  if (m.author === share.member) return;
+  const points = (m.points ?? []).map((p) => [p[0], p[1]]);
+  const stroke = others.get(m.stroke);
+  if (m.event === "start" || !stroke) {
+    others.set(m.stroke, { author: m.author, points, open: m.event !== "end" });
+  } else {
+    stroke.points.push(...points);
+    if (m.event === "end") stroke.open = false;
+  }
+  $("pad-hint").hidden = !canvasEmpty();
+  requestFrame();
+}
+
+function onUndone(m) {
+  if (m.author === share.member) return; // taken back here already
+  others.delete(m.stroke);
+  render();
+  if (canvasEmpty()) showEmpty();
+}
+
+function onCleared(m) {
+  if (m.by === share.member) return;
+  for (const [id, s] of others) {
+    if (s.open) s.points = []; // a stroke still being drawn goes on, emptied
+    else others.delete(id);
+  }
+  ink.strokes = [];
+  ink.points = 0;
+  if (ink.current) ink.current = [];
+  $("pad-hint").hidden = !canvasEmpty();
+  render();
+  if (canvasEmpty()) showEmpty();
+}
+
+const ROOM_HANDLERS = {
+  shared: onShared,
+  joined: onJoined,
+  left: onLeft,
+  presence: onPresence,
+  stroke: onStroke,
+  undone: onUndone,
+  cleared: onCleared,
+};
+
+function renderShare() {
+  const inRoom = share.room !== null;
+  const watching = share.role === "watch";
+  document.body.dataset.mode = watching ? "watch" : inRoom ? "shared" : "solo";
+  $("share-start").hidden = inRoom;
+  $("share-info").hidden = !inRoom;
+  $("undo").disabled = watching;
+  $("clear").disabled = watching;
+  for (const kind of ["draw", "watch"]) {
+    $(`share-${kind}`).hidden = !share.links[kind];
+    $(`share-${kind}-link`).value = share.links[kind] ?? "";
+  }
+  const count = share.members.length;
+  const people = count === 1 ? "Only you so far" : `${count} people here`;
+  $("share-status").textContent = watching
+    ? `Watching a shared drawing (read-only). ${people}.`
+    : `Shared drawing. ${people}.`;
+  $("share-leave").textContent = watching ? "Stop watching" : "Leave";
+}
+
+function copyLink(event) {
+  const input = $(event.currentTarget.dataset.copy);
+  input.select();
+  navigator.clipboard?.writeText(input.value).catch(() => {});
+}
 
 // ---- Start -------------------------------------------------------------------------------
 
@@ -379,11 +594,17 @@ function start() {
   $("clear").addEventListener("click", clear);
   $("recognize").addEventListener("click", recognize);
   $("error-close").addEventListener("click", hideError);
+  $("share-start").addEventListener("click", startShare);
+  $("share-leave").addEventListener("click", () => conn.send({ type: "leave" }));
+  for (const button of document.querySelectorAll("[data-copy]")) {
+    button.addEventListener("click", copyLink);
+  }
+  renderShare();
 
   new ResizeObserver(() => {
-    if (pad.fit()) pad.render(ink);
+    if (pad.fit()) render();
   }).observe(canvas);
-  window.addEventListener("resize", () => pad.fit() && pad.render(ink));
+  window.addEventListener("resize", () => pad.fit() && render());
   pad.fit();
   showEmpty();
 
@@ -394,7 +615,7 @@ function start() {
     if (!conn.ws && !conn.idle) conn.connect();
   });
   conn.connect();
-  window.digits = { ink, conn, pad, debug };
+  window.digits = { ink, conn, pad, debug, share, others };
 }
 
 start();

@@ -1,5 +1,6 @@
-// The WebSocket to the recognition server: hello on every open, sequence numbers,
-// reconnection with exponential backoff. Knows the protocol's framing, not the drawing.
+// The WebSocket to the recognition server: hello on every open (asking to resume the
+// previous session), sequence numbers, reconnection with exponential backoff. Knows the
+// protocol's framing, not the drawing.
 
 export const PROTOCOL_VERSION = 1;
 
@@ -16,7 +17,9 @@ export function defaultURL(location = window.location) {
  * A self-healing connection. Events (all CustomEvent, payload in `detail`):
  * - "state":   {state: "connecting"|"open"|"waiting"|"idle", attempt, delayMs} connection state
  *              changes; "idle" follows the server's idle timeout, and `wake()` ends it
- * - "welcome": the server's welcome message; the session is ready for strokes
+ * - "welcome": the server's welcome message; the session is ready for strokes. After a
+ *              reconnection `welcome.resumed` says whether the server gave the old session
+ *              back (strokes intact); if not, the session is new and empty
  * - "message": every other server message (prediction, error, pong)
  */
 export class Connection extends EventTarget {
@@ -31,6 +34,7 @@ export class Connection extends EventTarget {
     this.timer = null;
     this.welcome = null;
     this.idle = false;
+    this.resumeToken = null; // from the latest welcome: brings the session back after a drop
   }
 
   /** Reconnect now if the server closed an idle connection; no-op otherwise. */
@@ -54,7 +58,8 @@ export class Connection extends EventTarget {
     }
     this.ws = ws;
     ws.addEventListener("open", () => {
-      ws.send(JSON.stringify({ type: "hello", version: PROTOCOL_VERSION, ...this.hello }));
+      const resume = this.resumeToken ? { resume: this.resumeToken } : {};
+      ws.send(JSON.stringify({ type: "hello", version: PROTOCOL_VERSION, ...this.hello, ...resume }));
     });
     ws.addEventListener("message", (event) => this._onMessage(ws, event));
     ws.addEventListener("close", (event) => this._onClose(ws, event));
@@ -80,6 +85,7 @@ export class Connection extends EventTarget {
       this.ready = true;
       this.attempt = 0;
       this.welcome = message;
+      this.resumeToken = typeof message.resume_token === "string" ? message.resume_token : null;
       this._emit("state", { state: "open", attempt: 0 });
       this._emit("welcome", message);
     } else {
