@@ -153,7 +153,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         app[RECOGNIZER],
         app[METRICS],
         settings.send_buffer_bytes,
-        hub=app[HUB],
+        app[HUB],
     )
     app[CONNECTIONS].add(conn)
     try:

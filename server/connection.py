@@ -1,8 +1,9 @@
 """One client connection: frames in, session actions executed, predictions out.
 
 Belongs here: the rate limit, turning ClientErrors into error messages and closes (the one
-place that does), the per-session prediction task, and the slow-reader rule. It knows
-asyncio but not aiohttp: the socket is reached through the small `Peer` protocol.
+place that does), the per-session prediction task, the slow-reader rule, handing room
+messages to the hub (server/hub.py) and taking up a parked session on `hello.resume`. It
+knows asyncio but not aiohttp: the socket is reached through the small `Peer` protocol.
 """
 
 from __future__ import annotations
@@ -61,11 +62,11 @@ class Connection:
         recognizer: Recognizer,
         metrics: Metrics,
         send_buffer_bytes: int,
+        hub: Hub,
         clock: Callable[[], float] = time.perf_counter,
-        hub: Hub | None = None,
     ) -> None:
         self.peer, self.session, self.recognizer, self.metrics = peer, session, recognizer, metrics
-        self.hub = hub or Hub(session.limits, recognizer, send_buffer_bytes=send_buffer_bytes)
+        self.hub = hub  # rooms and parked sessions, shared by all connections
         self.limits: Limits = session.limits
         self.send_buffer_bytes = send_buffer_bytes
         self.clock = clock
@@ -94,7 +95,11 @@ class Connection:
             self.metrics.count(self.metrics.messages, message_type(msg))
             if not isinstance(msg, Hello | Ping | Recognize):
                 self._updated_at = now
-            if isinstance(msg, Hello) and msg.resume and self.session.state is State.AWAIT_HELLO:
+            if (
+                isinstance(msg, Hello)
+                and msg.resume is not None
+                and self.session.state is State.AWAIT_HELLO
+            ):
                 await self._resume(msg, msg.resume)
                 return self.open
             actions = self.session.apply(msg)

@@ -47,7 +47,7 @@ from server.protocol import (
     Undone,
 )
 from server.recognizer import Recognizer
-from server.session import Action, Session, Snapshot
+from server.session import Action, Session, Snapshot, State
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class Hub:
     async def _share(self, ep: Endpoint, member: str, seq: int | None) -> None:
         share = self.rooms.create(member, self.clock(), ep.session.ink())
         ep.session.enter_room(share.room)
-        self._online[member] = ep
+        self._go_online(share.room, member, ep)
         async with self._lock(share.room):
             await ep.send(Shared(share.room, share.draw_token, share.watch_token, seq))
 
@@ -207,7 +207,7 @@ class Hub:
         assert room is not None
         role, ink = self.rooms.role(member), self.rooms.ink(room)
         events = self.rooms.leave(member, self.clock())
-        self._online.pop(member, None)
+        self._go_offline(member)
         actions = ep.session.leave_room(ink, seq)
         async with self._lock(room):
             await self._fan_out(room, [wire(e, role) for e in events])
@@ -342,11 +342,11 @@ class Hub:
         token welcome announced. A member stays in its room meanwhile, pen lifted. Not a
         coroutine: it runs even while the handler is being cancelled."""
         session = ep.session
-        if session.state.value == "await_hello":
+        if session.state is State.AWAIT_HELLO:
             return
         member, now = session.identity.session, self.clock()
         if self._online.get(member) is ep:
-            del self._online[member]
+            self._go_offline(member)
         room = session.room
         role = self._role_or_draw(member)
         events = self.rooms.lift(member) if room is not None else []
@@ -384,6 +384,10 @@ class Hub:
         of ink older than the state it is about to receive are not sent to it."""
         self._online[member] = ep
         self._since[member] = self._pipelines.setdefault(room, _Pipeline()).version
+
+    def _go_offline(self, member: str) -> None:
+        self._online.pop(member, None)
+        self._since.pop(member, None)
 
     def _forget(self, session: Session, now: float) -> list[core.Event]:
         """A session gone for good leaves its room."""

@@ -388,3 +388,28 @@ async def test_a_member_gone_past_the_grace_period_leaves_its_room(
         await b.close()
         presence = await until(a, Presence, event="left")
         assert (presence.member, presence.role) == (b.welcome.session, "watch")
+
+
+async def test_the_shared_canvas_keeps_the_session_ink_limits(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client, max_strokes_per_session=2, max_points_per_session=5)
+    async with clients(url, 2) as (a, b):
+        shared = await a.share()
+        await b.join(shared.room, shared.draw_token)
+        await a.start_stroke([[0, 0], [1, 1]])
+        await b.start_stroke([[5, 5]])
+        await until(a, StrokeEvent, author=b.welcome.session)  # type: ignore[union-attr]
+        seq = await a.start_stroke([[2, 2]])  # a third stroke
+        err = await until(a, Error)
+        assert (err.code, err.seq) == ("too_many_strokes", seq)
+        seq = await b.points([[6, 6], [7, 7], [8, 8]])  # 6 points in all
+        err = await until(b, Error)
+        assert (err.code, err.seq) == ("too_many_points", seq)
+        await b.points([[6, 6], [7, 7]])  # exactly 5: fine
+        assert (await b.recognize()).strokes == 2
+
+
+async def test_an_empty_resume_token_is_unknown(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client)
+    async with connect(url, resume="") as c:
+        assert c.welcome is not None and c.welcome.resume_error == "resume_unknown"
+        assert (await c.draw([[[0, 0], [0, 40]]], point_interval=0)) is not None
