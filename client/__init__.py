@@ -9,6 +9,12 @@ async def main() -> None:
         print(prediction.top[0].digit, prediction.top[0].p)
 
 asyncio.run(main())
+
+Shared sessions: `shared = await digits.share()` gives a room and two tokens; another client
+`await other.join(shared.room, shared.watch_token)` gets the room's state (`Joined`), then
+the live stream (`StrokeEvent`, `Presence`, `Prediction`, ...) through `async for`.
+Resuming: `connect(url, resume=old_welcome.resume_token)`; `client.welcome.resumed` says
+whether the old session came back.
 """
 
 from client.client import (
@@ -19,19 +25,40 @@ from client.client import (
     ServerError,
     connect,
 )
-from server.protocol import Error, Guess, Pong, Prediction, ServerMessage, Welcome
+from server.protocol import (
+    Cleared,
+    Error,
+    Guess,
+    Joined,
+    Left,
+    Pong,
+    Prediction,
+    Presence,
+    ServerMessage,
+    Shared,
+    StrokeEvent,
+    Undone,
+    Welcome,
+)
 
 __all__ = [
+    "Cleared",
     "ConnectionClosed",
     "DigitsClient",
     "DigitsClientError",
     "Error",
     "Guess",
     "JoinRefused",
+    "Joined",
+    "Left",
     "Pong",
     "Prediction",
+    "Presence",
     "ServerError",
     "ServerMessage",
+    "Shared",
+    "StrokeEvent",
+    "Undone",
     "Welcome",
     "connect",
 ]
