@@ -173,6 +173,11 @@ class Connection:
         """Bytes written but not yet taken by the network."""
         return self.peer.buffered()
 
+    async def too_slow(self) -> None:
+        """The hub gave up on this room member: it stopped reading (closes 1008)."""
+        text = "too far behind the shared session; reconnect (resume) to catch up"
+        await self.fail(ClientError(Code.TOO_SLOW, text))
+
     async def _send(self, msg: ServerMessage) -> None:
         if self.open:
             await self.peer.send(encode(msg, self.binary))

@@ -45,6 +45,7 @@ class Code(StrEnum):
     ALREADY_IN_ROOM = "already_in_room"  # share or join while in a room
     NOT_IN_ROOM = "not_in_room"  # leave outside a room
     WATCH_ONLY = "watch_only"  # a watcher tried to draw, undo or clear
+    TOO_SLOW = "too_slow"  # a room member too far behind in reading; it may resume
 
 
 #: Codes after which the connection is closed, and the close code used.
@@ -55,6 +56,7 @@ FATAL: dict[Code, CloseCode] = {
     Code.TOO_MANY_CONNECTIONS: CloseCode.OVERLOADED,
     Code.IDLE_TIMEOUT: CloseCode.NORMAL,
     Code.INTERNAL: CloseCode.INTERNAL,
+    Code.TOO_SLOW: CloseCode.POLICY,
 }
 
 

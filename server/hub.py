@@ -78,6 +78,9 @@ class Endpoint(Protocol):
     def backlog(self) -> int:
         """Bytes waiting unsent to this client."""
 
+    async def too_slow(self) -> None:
+        """Disconnect this client: it is too far behind the room (it may resume)."""
+
 
 def new_resume_token() -> str:
     return secrets.token_urlsafe(RESUME_TOKEN_BYTES)
@@ -262,7 +265,17 @@ class Hub:
                 continue
             for msg in messages:
                 if not (isinstance(msg, StrokeEvent) and msg.author == member):
-                    await ep.send(msg)
+                    await self._deliver(member, ep, msg)
+
+    async def _deliver(self, member: str, ep: Endpoint, msg: ServerMessage) -> None:
+        """Send a room event, unless the member has stopped reading: then the room does not
+        wait for it (a send to a full socket would hold the room's lock); it is dropped
+        instead, and may resume to get the room's state again."""
+        if ep.backlog() <= self.send_buffer_bytes:
+            await ep.send(msg)
+        elif self._online.get(member) is ep:
+            self._go_offline(member)
+            self._spawn(ep.too_slow())
 
     async def _publish(
         self, room: str, events: list[core.Event], roles: dict[str, core.Role]

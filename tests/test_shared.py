@@ -413,3 +413,32 @@ async def test_an_empty_resume_token_is_unknown(aiohttp_client: MakeClient) -> N
     async with connect(url, resume="") as c:
         assert c.welcome is not None and c.welcome.resume_error == "resume_unknown"
         assert (await c.draw([[[0, 0], [0, 40]]], point_interval=0)) is not None
+
+
+async def test_a_member_that_stops_reading_is_dropped_and_never_holds_up_the_room(
+    aiohttp_client: MakeClient,
+) -> None:
+    _, url = await start(aiohttp_client)
+    stroke = [[123.456789 + i, 234.567891 + i] for i in range(500)]  # about 12 kB a message
+    async with clients(url, 1) as (a,), aiohttp.ClientSession() as http:
+        shared = await a.share()
+        slow = await http.ws_connect(url)  # joins, then never reads again
+        await slow.send_str(json.dumps({"type": "hello", "version": 1}))
+        join = {"type": "join", "room": shared.room, "token": shared.watch_token}
+        await slow.send_str(json.dumps(join))
+        await until(a, Presence, event="joined")
+        async with asyncio.timeout(60):
+            for i in range(1500):  # some 18 MB for the slow member: more than sockets buffer
+                if i % 39 == 0:
+                    await a.clear()
+                await a.start_stroke(stroke)
+            assert (await a.recognize()).strokes == 1500 % 39
+        frames = []
+        async with asyncio.timeout(30):
+            async for frame in slow:
+                frames.append(frame)
+        last = json.loads(frames[-1].data)
+        assert (last["type"], last["code"]) == ("error", "too_slow")
+        assert slow.close_code == 1008
+        async with connect(url, resume="") as other:  # the server is fine
+            assert other.welcome is not None
