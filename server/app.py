@@ -114,7 +114,7 @@ def _release(app: web.Application, client: str) -> None:
         del counts[client]
 
 
-def _new_session(app: web.Application) -> Session:
+def _new_session(app: web.Application, client: str) -> Session:
     model, settings = app[MODEL], app[SETTINGS]
     identity = Identity(
         session=secrets.token_urlsafe(9),
@@ -123,6 +123,7 @@ def _new_session(app: web.Application) -> Session:
         accelerator=model.accelerator,
         runtime=model.runtime,
         limits=settings.limits,
+        client=client,
     )
     return Session(identity)
 
@@ -149,7 +150,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     app[METRICS].connections.inc()
     conn = Connection(
         _WsPeer(ws, request),
-        _new_session(app),
+        _new_session(app, client),
         app[RECOGNIZER],
         app[METRICS],
         settings.send_buffer_bytes,

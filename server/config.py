@@ -46,6 +46,7 @@ _HELP = {
     "heartbeat_s": "WebSocket ping interval; a peer not answering within half is dropped",
     "max_members_per_room": "members (drawers and watchers) in one shared session",
     "max_rooms": "shared sessions on the server at once",
+    "max_rooms_per_client": "shared sessions created from one client IP address, alive at once",
     "room_empty_ttl_s": "a shared session empty this long is gone, tokens and all",
     "resume_grace_s": "how long a dropped session waits for its resume token",
 }

@@ -92,6 +92,7 @@ def room_settings(limits: Limits) -> core.RoomSettings:
         max_members=limits.max_members_per_room,
         max_rooms=limits.max_rooms,
         empty_ttl_s=limits.room_empty_ttl_s,
+        max_rooms_per_origin=limits.max_rooms_per_client,
         max_strokes=limits.max_strokes_per_session,
         max_points=limits.max_points_per_session,
     )
@@ -190,7 +191,8 @@ class Hub:
         return []
 
     async def _share(self, ep: Endpoint, member: str, seq: int | None) -> None:
-        share = self.rooms.create(member, self.clock(), ep.session.ink())
+        origin = ep.session.identity.client
+        share = self.rooms.create(member, self.clock(), ep.session.ink(), origin)
         ep.session.enter_room(share.room)
         self._go_online(share.room, member, ep)
         async with self._lock(share.room):

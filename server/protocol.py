@@ -45,6 +45,7 @@ class Limits:
     heartbeat_s: float = 30.0
     max_members_per_room: int = 16
     max_rooms: int = 1000
+    max_rooms_per_client: int = 20
     room_empty_ttl_s: float = 300.0
     resume_grace_s: float = 60.0
 

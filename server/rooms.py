@@ -99,6 +99,7 @@ class RoomSettings:
     empty_ttl_s: float = 300.0  # a room empty this long is gone
     max_strokes: int = 100
     max_points: int = 20000
+    max_rooms_per_origin: int = 20  # rooms created from one client address, alive at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +194,7 @@ class Room:
     strokes: list[Stroke] = field(default_factory=list)
     next_stroke: int = 1
     empty_since: float | None = None
+    origin: str = ""  # the creator's client address, for the per-origin quota
 
     @property
     def points(self) -> int:
@@ -243,17 +245,23 @@ class Rooms:
 
     # ---- membership ---------------------------------------------------------------------
 
-    def create(self, owner: str, now: float, strokes: Sequence[Points] = ()) -> Share:
+    def create(
+        self, owner: str, now: float, strokes: Sequence[Points] = (), origin: str = ""
+    ) -> Share:
         """A new room with `owner` in it as a drawer, its canvas seeded with the owner's
-        `strokes`. Raises TOO_MANY_ROOMS, ALREADY_IN_ROOM, or a stroke limit."""
+        `strokes`; `origin` (the client's address) counts against its own quota.
+        Raises TOO_MANY_ROOMS, ALREADY_IN_ROOM, or a stroke limit."""
         self._not_in_room(owner)
-        live = sum(1 for r in self._rooms.values() if not r.expired(now, self.settings.empty_ttl_s))
-        if live >= self.settings.max_rooms:
+        live = [r for r in self._rooms.values() if not r.expired(now, self.settings.empty_ttl_s)]
+        if len(live) >= self.settings.max_rooms:
             raise RoomError(RoomCode.TOO_MANY_ROOMS, "too many shared sessions; try later")
+        if origin and sum(r.origin == origin for r in live) >= self.settings.max_rooms_per_origin:
+            text = "too many shared sessions from one address; leave some, or try later"
+            raise RoomError(RoomCode.TOO_MANY_ROOMS, text)
         seeded = [Stroke(i, owner, tuple(p), False) for i, p in enumerate(strokes, 1)]
         self._check_ink(len(seeded), sum(len(s.points) for s in seeded))
         draw, watch = secrets.token_urlsafe(TOKEN_BYTES), secrets.token_urlsafe(TOKEN_BYTES)
-        room = Room(self._new_id(), draw, watch)
+        room = Room(self._new_id(), draw, watch, origin=origin)
         room.strokes, room.next_stroke = seeded, len(seeded) + 1
         room.members[owner] = Member(Role.DRAW)
         self._rooms[room.id] = room

@@ -126,6 +126,7 @@ class Identity:
     accelerator: str
     runtime: str
     limits: Limits = field(default_factory=Limits)
+    client: str = ""  # the client's address, for per-client quotas; never sent
 
 
 class Session:

@@ -61,6 +61,6 @@ def test_room_ink_becomes_an_xy_snapshot_without_empty_strokes() -> None:
 def test_room_settings_come_from_the_announced_limits() -> None:
     limits = Limits(
         max_members_per_room=3, max_rooms=4, room_empty_ttl_s=5.0,
-        max_strokes_per_session=6, max_points_per_session=7,
+        max_strokes_per_session=6, max_points_per_session=7, max_rooms_per_client=8,
     )  # fmt: skip
-    assert room_settings(limits) == core.RoomSettings(3, 4, 5.0, 6, 7)
+    assert room_settings(limits) == core.RoomSettings(3, 4, 5.0, 6, 7, 8)

@@ -127,6 +127,17 @@ def test_rooms_per_server_are_limited_and_expired_ones_do_not_count() -> None:
     assert rooms.create("c", now=15.0).room in rooms  # a's room expired at 15
 
 
+def test_rooms_per_origin_are_limited_while_alive() -> None:
+    rooms = Rooms(RoomSettings(max_rooms_per_origin=2, empty_ttl_s=10.0))
+    rooms.create("a", 0.0, origin="10.0.0.1")
+    rooms.create("b", 0.0, origin="10.0.0.1")
+    refused(rooms, RoomCode.TOO_MANY_ROOMS, rooms.create, "c", 1.0, (), "10.0.0.1")
+    assert rooms.create("c", 1.0, origin="10.0.0.2").room in rooms  # another address
+    assert rooms.create("d", 1.0).room in rooms  # no origin given: no quota
+    rooms.leave("a", now=1.0)
+    assert rooms.create("e", 11.0, origin="10.0.0.1").room in rooms  # a's room expired
+
+
 # ---- presence and expiry ----------------------------------------------------------------------
 
 

@@ -279,6 +279,15 @@ async def test_room_limits_are_announced_and_enforced(aiohttp_client: MakeClient
         await c.join(shared.room, shared.draw_token)  # a place became free
 
 
+async def test_rooms_per_client_address_are_limited(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client, max_rooms_per_client=1)
+    async with clients(url, 2) as (a, b):  # both from 127.0.0.1
+        await a.share()
+        with pytest.raises(ServerError) as info:
+            await b.share()
+        assert info.value.code == "too_many_rooms" and "one address" in info.value.message
+
+
 async def test_leaving_keeps_a_copy_and_tells_the_others(aiohttp_client: MakeClient) -> None:
     _, url = await start(aiohttp_client)
     digit = unipen_digits()[16]
