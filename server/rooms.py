@@ -34,7 +34,8 @@ TOKEN_BYTES = 24  # 32 characters, 192 bits: the tokens are the secrets
 
 
 class RoomCode(StrEnum):
-    """Stable codes of room and resume errors (to join server.errors.Code when wired)."""
+    """Stable codes of room and resume errors; server.hub maps them onto server.errors.Code
+    (the resume codes travel in welcome.resume_error instead)."""
 
     REFUSED = "room_refused"  # unknown room, wrong or expired token: deliberately one code
     ROOM_FULL = "room_full"

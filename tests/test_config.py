@@ -37,3 +37,12 @@ def test_bad_values_are_refused(argv: list[str]) -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(AttributeError):
         Settings().port = 1  # type: ignore[misc]
+
+
+def test_room_and_resume_settings_are_flags_and_variables() -> None:
+    env = {"DIGITS_RESUME_GRACE_S": "5", "DIGITS_MAX_ROOMS": "7", "DIGITS_ROOM_EMPTY_TTL_S": "9"}
+    s = load_settings(["--max-members-per-room", "3", "--max-rooms-per-client", "2"], env)
+    lim = s.limits
+    assert (lim.resume_grace_s, lim.max_rooms, lim.room_empty_ttl_s) == (5.0, 7, 9.0)
+    assert (lim.max_members_per_room, lim.max_rooms_per_client) == (3, 2)
+    assert Settings().limits.resume_grace_s == 60.0
