@@ -51,13 +51,13 @@ def test_card_matches_the_shipped_file(model: Model) -> None:
 def test_mnist_test_digits(model: Model) -> None:
     test = load_mnist(MNIST_DIR, "test")
     probs = model.predict_batch(test.images[:2000] / 255.0)
-    assert (probs.argmax(axis=1) == test.labels[:2000]).mean() >= 0.99
+    assert (probs.argmax(axis=1) == test.labels[:2000]).mean() >= 0.995
 
 
 def test_unipen_digits_from_unseen_sources(model: Model, unseen_samples: tuple) -> None:
     images, labels = unseen_samples
     accuracy = (model.predict_batch(images).argmax(axis=1) == labels).mean()
-    assert accuracy >= 0.975
+    assert accuracy >= 0.98
 
 
 def test_probabilities_are_a_distribution(model: Model, unseen_samples: tuple) -> None:
