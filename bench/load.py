@@ -34,6 +34,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine_line
 from client import DigitsClient, Error, Prediction, ServerMessage
+from client.replay import percentile
 from convert.data import UNIPEN_FILE, load_strokes
 
 FRAME_S = 1 / 60
@@ -134,11 +135,10 @@ class Server:
         self.proc.wait(10)
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+def latency_ms(latencies: list[float], q: float) -> float:
+    """Nearest-rank percentile q (0..100) of latencies in seconds, in ms; NaN when none."""
+    value = percentile(latencies, q)
+    return float("nan") if value is None else value * 1000
 
 
 async def open_many(
@@ -192,8 +192,8 @@ async def run_level(
         "idle": idle,
         "idle_alive": alive,
         "idle_ping_fail": sum(1 for r in pings if isinstance(r, BaseException)),
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "p50_ms": latency_ms(latencies, 50),
+        "p99_ms": latency_ms(latencies, 99),
         "pred_s_median": statistics.median(rates) if rates else float("nan"),
         "pred_s_min": min(rates) if rates else float("nan"),
         "pred_s_total": sum(rates),
