@@ -38,6 +38,7 @@ class Sample:
     id: str
     label: int | None
     strokes: tuple[Stroke, ...]
+    source: str = ""  # who contributed it, where the file says (UNIPEN: the source code)
 
     @property
     def points(self) -> int:
@@ -108,7 +109,8 @@ def parse_sample(text: str, line: int) -> Sample:
     strokes = tuple(parse_stroke(s) for s in obj["strokes"])
     raw_id = obj.get("id")
     sample_id = f"line{line}" if raw_id is None else str(raw_id)
-    return Sample(line, sample_id, _label(obj.get("label")), strokes)
+    source = str(obj.get("source", ""))
+    return Sample(line, sample_id, _label(obj.get("label")), strokes, source)
 
 
 def parse_draw_line(text: str) -> Stroke | str:

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import os
 import shutil
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from client.strokefile import InputError, LineError, read_samples
 
 REPO = Path(__file__).resolve().parent.parent
 MNIST_DIR = Path(os.environ.get("DIGITS_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
@@ -110,28 +110,21 @@ class StrokeSample:
     id: str
     source: str
     label: int | None
-    strokes: list[list[list[float]]]
+    strokes: tuple[tuple[tuple[float, ...], ...], ...]
 
 
 def iter_strokes(path: Path) -> Iterator[StrokeSample | DataError]:
-    """Samples of a JSON Lines strokes file (gzipped or not). A bad line yields a DataError
-    naming its line number instead of stopping the whole file."""
-    opener: Any = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                label = obj.get("label")
-                yield StrokeSample(
-                    id=str(obj.get("id", f"line{lineno}")),
-                    source=str(obj.get("source", "")),
-                    label=None if label is None else int(label),
-                    strokes=obj["strokes"],
-                )
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                yield DataError(f"{path}:{lineno}: not a strokes sample ({exc})")
+    """Samples of a JSON Lines strokes file (gzipped or not), read and checked by the same
+    parser as `digits-client`. A bad line yields a DataError naming its line number instead
+    of stopping the whole file."""
+    try:
+        for item in read_samples(str(path)):
+            if isinstance(item, LineError):
+                yield DataError(str(item))
+            else:
+                yield StrokeSample(item.id, item.source, item.label, item.strokes)
+    except InputError as exc:
+        raise DataError(str(exc)) from exc
 
 
 def load_strokes(path: Path) -> list[StrokeSample]:
