@@ -129,10 +129,10 @@ class _CpuRunner:
                 chunk = np.concatenate(
                     [chunk, np.zeros((bucket - n, *chunk.shape[1:]), chunk.dtype)]
                 )
-            inp, outp = self._details(interp)
-            interp.set_tensor(inp["index"], chunk)
+            # Every bucket's interpreter is the same graph: the tensor indices are the same.
+            interp.set_tensor(self.input["index"], chunk)
             interp.invoke()
-            out.append(interp.get_tensor(outp["index"])[:n])
+            out.append(interp.get_tensor(self.output["index"])[:n])
         return np.concatenate(out)
 
 
