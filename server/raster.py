@@ -47,6 +47,7 @@ class Pen:
 MNIST_PEN = Pen()
 
 Strokes = Iterable[npt.ArrayLike]
+Points = npt.NDArray[np.float64]  # one validated stroke: (n, 2) x, y
 Image = npt.NDArray[np.float32]
 
 
@@ -106,9 +107,6 @@ def rasterize_batch(batch: Sequence[Sequence[Points]], pen: Pen = MNIST_PEN) -> 
         for k, i in enumerate(inked):
             out[i] = images[k]
     return out
-
-
-Points = npt.NDArray[np.float64]
 
 
 class _Ink:
