@@ -25,7 +25,7 @@ from client.client import (
     ServerError,
     connect,
 )
-from server.protocol import (
+from protocol import (
     Cleared,
     Error,
     Guess,

@@ -3,7 +3,7 @@ watch a shared session.
 
 Belongs here: the arguments, the top of each subcommand, and the one place that turns
 failures into a one-line message and an exit status. The work lives in client/replay.py
-(files), client/pen.py (pacing) and client/strokefile.py (parsing).
+(files), client/pen.py (pacing) and protocol/strokefile.py (parsing).
 
 Exit status: 0 all went well; 1 some lines or samples failed, or the input cannot be read;
 2 the server cannot be reached or the connection was lost (also bad usage); 3 the server
@@ -27,8 +27,7 @@ import aiohttp
 from client.client import ConnectionClosed, JoinRefused, ServerError
 from client.pen import Pace, Pen
 from client.replay import Options, Unreachable, open_client, recognize_file
-from client.strokefile import InputError, parse_draw_line, read_samples
-from server.protocol import (
+from protocol import (
     MAX_TOP_K,
     Cleared,
     Error,
@@ -40,6 +39,7 @@ from server.protocol import (
     Undone,
     encode,
 )
+from protocol.strokefile import InputError, parse_draw_line, read_samples
 
 EXIT_OK, EXIT_FAILURES, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 1, 2, 3
 DEFAULT_URL = os.environ.get("DIGITS_URL", "ws://127.0.0.1:8080/ws")

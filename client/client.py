@@ -15,8 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from server.errors import ClientError
-from server.protocol import (
+from protocol import (
     Clear,
     ClientMessage,
     End,
@@ -31,6 +30,7 @@ from server.protocol import (
     PointsMsg,
     Pong,
     Prediction,
+    ProtocolError,
     Recognize,
     ServerMessage,
     Share,
@@ -315,7 +315,7 @@ class DigitsClient:
     def _dispatch(self, data: bytes | str) -> None:
         try:
             msg = decode_server(data)
-        except ClientError:
+        except ProtocolError:
             return  # a newer server's message we cannot read: skip it
         if self.on_message is not None:
             self.on_message(msg, time.perf_counter())

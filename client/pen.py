@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from client.client import DigitsClient
-from server.protocol import Limits
+from protocol import Limits
 
 FRAME_S = 0.016  # a browser sends the points it gathered once per animation frame
 RATE_MARGIN = 0.9  # stay this far under the announced message rate

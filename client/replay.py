@@ -19,8 +19,8 @@ import aiohttp
 
 from client.client import ConnectionClosed, DigitsClient, MessageHook, ServerError
 from client.pen import Pace, Pen
-from client.strokefile import LineError, Sample
-from server.protocol import Error, Prediction, ServerMessage
+from protocol import Error, Prediction, ServerMessage
+from protocol.strokefile import LineError, Sample
 
 SLACK_S = 30.0  # on top of a sample's drawing time before it counts as stuck
 

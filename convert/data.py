@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from client.strokefile import InputError, LineError, read_samples
+from protocol.strokefile import InputError, LineError, read_samples
 
 REPO = Path(__file__).resolve().parent.parent
 MNIST_DIR = Path(os.environ.get("DIGITS_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))

@@ -1,4 +1,4 @@
-"""Pen strokes for the command-line client: JSON Lines sample files and single strokes.
+"""The strokes-file reader: JSON Lines sample files and single strokes (digits-client, convert).
 
 Belongs here: opening a strokes file (gzipped or not, or "-" for stdin) and validating each
 line into a Sample, or a LineError naming the file and line. No network, no asyncio.

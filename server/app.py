@@ -16,17 +16,18 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
+from protocol import CloseCode, Code, ProtocolError, encode
 from server.config import Settings
 from server.connection import Connection
-from server.errors import ClientError, CloseCode, Code
+from server.errors import fault
 from server.hub import Hub
 from server.metrics import Metrics
 from server.model import Model, load_model
-from server.protocol import Error, encode
 from server.recognizer import Recognizer
 from server.session import Identity, Session
 
 log = logging.getLogger(__name__)
+CLOSE_TIMEOUT_S = 2.0  # for the close handshake
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -77,22 +78,29 @@ class _WsPeer:
             await asyncio.sleep(0.02)
 
     async def close(self, code: int, reason: str) -> None:
-        await self.ws.close(code=code, message=reason.encode()[:120])
+        # A peer that does not read may never take the close frame: do not wait for it
+        # longer than the close handshake's own timeout.
+        close = self.ws.close(code=code, message=reason.encode()[:120], drain=False)
+        try:
+            await asyncio.wait_for(close, 2 * CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            if self.request.transport is not None:
+                self.request.transport.abort()
 
 
 async def _refuse(ws: web.WebSocketResponse, app: web.Application) -> None:
     """Tell a client over the connection limits why, in its encoding, and close (1013)."""
-    app[METRICS].errors.labels(Code.TOO_MANY_CONNECTIONS).inc()
-    error = Error(Code.TOO_MANY_CONNECTIONS, "too many connections; try again later")
+    f = fault(ProtocolError(Code.TOO_MANY_CONNECTIONS, "too many connections; try again later"))
+    app[METRICS].count(app[METRICS].errors, f.label)
     try:
         first = await ws.receive(timeout=2.0)  # its hello tells us msgpack or JSON
         binary = first.type is not WSMsgType.TEXT
     except TimeoutError:
         binary = True
     if not ws.closed:
-        data = encode(error, binary)
+        data = encode(f.error, binary)
         await (ws.send_bytes(data) if isinstance(data, bytes) else ws.send_str(data))
-    await ws.close(code=CloseCode.OVERLOADED, message=Code.TOO_MANY_CONNECTIONS.encode())
+    await ws.close(code=f.close_code or CloseCode.OVERLOADED, message=f.label.encode())
 
 
 def _admit(app: web.Application, client: str) -> bool:
@@ -137,9 +145,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     limits = settings.limits
     ws = web.WebSocketResponse(
         heartbeat=limits.heartbeat_s,  # drops dead peers and never-reading clients
-        max_msg_size=limits.max_frame_bytes,  # larger frames close with 1009
+        max_msg_size=limits.max_frame_bytes + 1,  # aiohttp refuses max_msg_size itself
         compress=False,  # predictions are small; deflate would cost CPU per frame
-        timeout=2.0,  # close handshake
+        timeout=CLOSE_TIMEOUT_S,  # close handshake
     )
     await ws.prepare(request)
     client = request.remote or "?"
@@ -148,22 +156,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         return ws
     app[SOCKETS].add(ws)
     app[METRICS].connections.inc()
-    conn = Connection(
-        _WsPeer(ws, request),
-        _new_session(app, client),
-        app[RECOGNIZER],
-        app[METRICS],
-        settings.send_buffer_bytes,
-        app[HUB],
-    )
+    conn = Connection(_WsPeer(ws, request), _new_session(app, client), app[HUB], app[METRICS])
     app[CONNECTIONS].add(conn)
     try:
         await _serve(ws, conn)
     finally:  # bookkeeping first: the awaits below may be cancelled
         _release(app, client)
         app[METRICS].connections.dec()
-        conn.abandon()
-        app[HUB].drop(conn)  # parked for resume_grace_s
+        conn.abandon()  # the session is parked for resume_grace_s
         await conn.stop()
     return ws
 
@@ -179,11 +179,7 @@ async def _serve(ws: web.WebSocketResponse, conn: Connection) -> None:
             if msg.type is WSMsgType.ERROR:
                 log.debug("socket error: %s", msg.data)
             return
-        try:
-            await conn.receive(msg.data)
-        except Exception:  # a bug of ours: the client learns only "internal"
-            log.exception("failed handling a client message")
-            await conn.fail(ClientError(Code.INTERNAL, "internal error"))
+        await conn.receive(msg.data)
 
 
 async def _sweep_idle(app: web.Application) -> AsyncIterator[None]:
@@ -198,7 +194,7 @@ async def _sweep_idle(app: web.Application) -> AsyncIterator[None]:
             live = app[CONNECTIONS]
             for conn in list(live):
                 if conn.open and conn.clock() - conn.last_seen > idle:
-                    error = ClientError(Code.IDLE_TIMEOUT, f"no message for {idle:g} s")
+                    error = ProtocolError(Code.IDLE_TIMEOUT, f"no message for {idle:g} s")
                     task = asyncio.create_task(conn.fail(error))
                     closing.add(task)
                     task.add_done_callback(closing.discard)
@@ -270,7 +266,7 @@ def _inference(preloaded: Model | None) -> object:
             on_batch=app[METRICS].observe_batch,
         )
         app[RECOGNIZER] = recognizer
-        app[HUB] = Hub(settings.limits, recognizer, send_buffer_bytes=settings.send_buffer_bytes)
+        app[HUB] = Hub(settings.limits, recognizer, app[METRICS])
         recognizer.start()
         yield
         await app[HUB].stop()

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from protocol import Limits
 from server.model import DEFAULT_MODEL, Accelerator
-from server.protocol import Limits
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 ACCELERATORS = ("auto", "cpu", "gpu")
@@ -32,7 +32,7 @@ _HELP = {
     "batch_max": "largest inference batch",
     "batch_wait_ms": "longest wait for a batch to fill, from its first item",
     "queue_max": "most snapshots queued for inference before clients get 'overloaded'",
-    "send_buffer_bytes": "above this many unsent bytes, live predictions wait and may be dropped",
+    "send_buffer_bytes": "unsent bytes beyond which live predictions wait (see too_slow)",
     "max_frame_bytes": "largest WebSocket frame accepted (larger: close 1009)",
     "max_points_per_message": "points in one start/points/end message",
     "max_points_per_session": "points in one session's ink",
@@ -69,7 +69,6 @@ class Settings:
         0.0  # greedy, as Triton by default: what queues during a batch forms the next
     )
     queue_max: int = 4096
-    send_buffer_bytes: int = 65536
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:

@@ -1,40 +1,42 @@
-"""One client connection: frames in, session actions executed, predictions out.
+"""One client connection: frames in, the session's messages carried out, messages out.
 
-Belongs here: the rate limit, turning ClientErrors into error messages and closes (the one
-place that does), the per-session prediction task, the slow-reader rule, handing room
-messages to the hub (server/hub.py) and taking up a parked session on `hello.resume`. It
-knows asyncio but not aiohttp: the socket is reached through the small `Peer` protocol.
+Belongs here: the rate limit, the dispatch of each message (about one line each), the send
+path with its slow-reader rule, and handing every failure to the error funnel
+(server/errors.py). Knows asyncio but not aiohttp: the socket is the small `Peer` protocol.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Protocol
 
-from server.errors import ClientError, Code, flooding
-from server.hub import Hub, new_resume_token
-from server.metrics import Metrics
-from server.protocol import (
-    Error,
+from protocol import (
+    ClientMessage,
     Hello,
+    Join,
+    Leave,
     Limits,
     Ping,
+    Pong,
     Prediction,
+    ProtocolError,
     Recognize,
     ServerMessage,
+    Share,
     decode,
     encode,
     message_type,
-    peek_seq,
 )
+from server.errors import fault, flooding, rate_limited, too_slow
+from server.hub import Hub
+from server.metrics import Metrics
 from server.ratelimit import TokenBucket, Verdict
-from server.recognizer import Recognizer
-from server.session import Action, Predict, Send, Session, Snapshot, State, ToRoom
+from server.session import Session
 
-log = logging.getLogger(__name__)
+LAST_WORD_S = 2.0  # how long the error before a close may wait for a client that is behind
 
 
 class Peer(Protocol):
@@ -59,75 +61,154 @@ class Connection:
         self,
         peer: Peer,
         session: Session,
-        recognizer: Recognizer,
-        metrics: Metrics,
-        send_buffer_bytes: int,
         hub: Hub,
+        metrics: Metrics,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self.peer, self.session, self.recognizer, self.metrics = peer, session, recognizer, metrics
-        self.hub = hub  # rooms and parked sessions, shared by all connections
-        self.limits: Limits = session.limits
-        self.send_buffer_bytes = send_buffer_bytes
+        self.peer, self.session, self.hub, self.metrics = peer, session, hub, metrics
+        self.limits: Limits = session.identity.limits
         self.clock = clock
         self.bucket = TokenBucket(
             self.limits.messages_per_second, self.limits.message_burst, clock()
         )
         self.binary = True  # reply in the encoding of the client's last frame
         self.open = True
-        self._updated_at = clock()  # when the newest ink update arrived
-        self._job_updated_at = self._updated_at  # ... as of the prediction in flight
         self.last_seen = clock()  # when the last frame arrived, for the idle sweeper
-        self._task: asyncio.Task[None] | None = None
+        self._held: Prediction | None = None  # a live prediction waiting for the client
+        self._writer: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[bool] | None = None
         self._closed = asyncio.Event()
+
+    @property
+    def top_k(self) -> int:
+        return self.session.top_k
+
+    @property
+    def preview(self) -> bool:
+        return self.session.preview
+
+    # ---- frames in ----------------------------------------------------------------------
 
     async def receive(self, data: bytes | str) -> bool:
         """Handle one frame. Returns False when the connection has been closed."""
         now = self.last_seen = self.clock()
         self.binary = isinstance(data, bytes)
         verdict = self.bucket.spend(now)
+        seq = None
         try:
             if verdict is Verdict.FLOOD:
                 raise flooding()
-            if verdict is Verdict.REFUSE:
-                raise ClientError(Code.RATE_LIMITED, "message rate limit exceeded", peek_seq(data))
-            msg = decode(data, self.limits)
+            msg = self._decode(data, verdict)
+            seq = msg.seq
             self.metrics.count(self.metrics.messages, message_type(msg))
-            if not isinstance(msg, Hello | Ping | Recognize):
-                self._updated_at = now
-            if (
-                isinstance(msg, Hello)
-                and msg.resume is not None
-                and self.session.state is State.AWAIT_HELLO
-            ):
-                await self._resume(msg, msg.resume)
-                return self.open
-            actions = self.session.apply(msg)
-            await self._run(actions)
-        except ClientError as exc:
-            return await self.fail(exc if exc.seq is not None else exc.with_seq(peek_seq(data)))
+            await self._handle(msg)
+        except Exception as exc:  # the funnel decides what each one becomes
+            return await self.fail(exc, seq)
         return self.open
 
-    async def _resume(self, hello: Hello, token: str) -> None:
-        """hello with a resume token: the parked session if there is one, else a new one
-        whose welcome says why not."""
-        found = self.hub.unpark(token)
-        if isinstance(found, str):
-            self.session.resume_error = found
-            await self._run(self.session.apply(hello))
-            return
-        self.session = found
-        await self._run(found.resume(hello, new_resume_token()))
-        if found.room is not None:
-            await self.hub.rejoin(self)
+    def _decode(self, data: bytes | str, verdict: Verdict) -> ClientMessage:
+        """The frame's message (parsed once); rate_limited when it has no token."""
+        try:
+            msg = decode(data, self.limits)
+        except ProtocolError as exc:
+            if verdict is Verdict.REFUSE:
+                raise rate_limited(exc.seq) from None
+            raise
+        if verdict is Verdict.REFUSE:
+            raise rate_limited(msg.seq)
+        return msg
 
-    async def fail(self, exc: ClientError) -> bool:
-        """Tell the client about `exc`; close if the connection cannot continue.
-        Returns whether the connection is still open."""
-        self.metrics.count(self.metrics.errors, exc.code)
-        await self._send(Error(exc.code, exc.message, exc.seq))
-        if exc.close_code is not None:
-            await self.close(exc.close_code, exc.code)
+    async def _handle(self, msg: ClientMessage) -> None:
+        session = self.session
+        session.advance(msg)
+        if isinstance(msg, Hello):
+            self.session = await self.hub.hello(session, self, msg)
+            return
+        drawing, member = session.drawing, session.member
+        assert drawing is not None
+        if isinstance(msg, Ping):
+            await self.send(Pong(msg.seq))
+        elif isinstance(msg, Recognize):
+            drawing.recognize(member, msg.seq)
+        elif isinstance(msg, Share):
+            await self.hub.share(session, self, msg.seq)
+        elif isinstance(msg, Join):
+            await self.hub.join(session, self, msg)
+        elif isinstance(msg, Leave):
+            await self.hub.leave(session, self, msg.seq)
+        else:
+            await drawing.draw(member, msg)
+
+    # ---- messages out -------------------------------------------------------------------
+
+    async def send(self, msg: ServerMessage) -> None:
+        """Send a message that is never dropped. A client with more than send_buffer_bytes
+        waiting unsent is not reading: it is closed with too_slow instead."""
+        if not self.open:
+            return
+        if self.peer.buffered() > self.limits.send_buffer_bytes:
+            self._give_up()
+            return
+        await self._flush()
+        await self._write(msg)
+
+    async def offer(self, prediction: Prediction) -> None:
+        """Send a live prediction now, or hold it while the client is behind; a newer one
+        replaces it (dropped). Behind for heartbeat_s / 2 in a row: too_slow."""
+        if not self.open:
+            return
+        if self._held is None and self.peer.buffered() <= self.limits.send_buffer_bytes:
+            await self._write(prediction)
+            return
+        if self._held is not None:
+            self.metrics.dropped.inc()
+        self._held = prediction
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_when_read())
+
+    async def _write_when_read(self) -> None:
+        try:
+            limit, patience = self.limits.send_buffer_bytes, self.limits.heartbeat_s / 2
+            await asyncio.wait_for(self.peer.wait_writable(limit), patience)
+        except TimeoutError:
+            self._give_up()
+            return
+        finally:
+            self._writer = None
+        await self._flush()
+
+    async def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            await self._write(held)
+
+    async def _write(self, msg: ServerMessage) -> None:
+        if not self.open:
+            return
+        await self.peer.send(encode(msg, self.binary))
+        if isinstance(msg, Prediction):
+            kind = "empty" if msg.empty else "final" if msg.final else "live"
+            self.metrics.count(self.metrics.predictions, kind)
+
+    def _give_up(self) -> None:
+        """The client stopped reading: close it (once) without waiting for it."""
+        if self._closing is None and self.open:
+            self._closing = asyncio.create_task(self.fail(too_slow()))
+
+    # ---- failure and close --------------------------------------------------------------
+
+    async def fail(self, exc: BaseException, seq: int | None = None) -> bool:
+        """Tell the client what `exc` means (server/errors.py decides), and close if the
+        connection cannot continue. Returns whether it is still open."""
+        f = fault(exc, seq)
+        self.metrics.count(self.metrics.errors, f.label)
+        if f.close_code is None:
+            await self.send(f.error)
+            return self.open
+        if self.open:  # the last word: written even to a client that is behind, briefly
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._write(f.error), LAST_WORD_S)
+        await self.close(f.close_code, f.label)
         return self.open
 
     async def close(self, code: int, reason: str) -> None:
@@ -142,87 +223,16 @@ class Connection:
         await self._closed.wait()
 
     def abandon(self) -> None:
-        """The socket is gone: cancel the prediction in flight, which from now on leaves
-        the session alone (it may be parked and resumed by another connection)."""
+        """The socket is gone: send nothing more. Not a coroutine (runs while cancelled)."""
         self.open = False
-        if self._task is not None:
-            self._task.cancel()
+        self._held = None
+        if self._writer is not None:
+            self._writer.cancel()
+        self.hub.park(self.session, self)
 
     async def stop(self) -> None:
-        """Abandon the prediction in flight and wait until it has ended."""
-        self.abandon()
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            await asyncio.gather(task, return_exceptions=True)
-
-    async def _run(self, actions: list[Action]) -> None:
-        """Carry out the session's actions. Raises ClientError when the room refuses."""
-        for action in actions:
-            if isinstance(action, Send):
-                await self._send(action.message)
-            elif isinstance(action, Predict):  # Session allows one at a time
-                self._task = asyncio.create_task(self._predict_until_clean(action.snapshot))
-            elif isinstance(action, ToRoom):
-                await self._run(await self.hub.handle(self, action.message))
-
-    async def send(self, msg: ServerMessage) -> None:
-        """Send one message (the hub's way in); quiet once closed."""
-        await self._send(msg)
-
-    def backlog(self) -> int:
-        """Bytes written but not yet taken by the network."""
-        return self.peer.buffered()
-
-    async def too_slow(self) -> None:
-        """The hub gave up on this room member: it stopped reading (closes 1008)."""
-        text = "too far behind the shared session; reconnect (resume) to catch up"
-        await self.fail(ClientError(Code.TOO_SLOW, text))
-
-    async def _send(self, msg: ServerMessage) -> None:
-        if self.open:
-            await self.peer.send(encode(msg, self.binary))
-
-    async def _predict_until_clean(self, snap: Snapshot) -> None:
-        """Predict `snap`, then whatever newer ink the session wants, until it wants none."""
-        next_snap: Snapshot | None = snap
-        while next_snap is not None and self.open:
-            self._job_updated_at = self._updated_at
-            await self._predict_one(next_snap)
-            if not self.open:
-                return
-            actions = self.session.prediction_done()
-            next_snap = next((a.snapshot for a in actions if isinstance(a, Predict)), None)
-
-    def _refresh(self, pending: Snapshot) -> Snapshot:
-        """As the prediction leaves the queue: predict the newest ink instead."""
-        self._job_updated_at = self._updated_at
-        return self.session.refresh(pending)
-
-    async def _predict_one(self, snap: Snapshot) -> None:
-        try:
-            prediction = await self.recognizer.predict(
-                snap, self.session.top_k, self.session.preview, self._refresh
-            )
-            await self._deliver(prediction, self._job_updated_at)
-        except ClientError as exc:
-            await self.fail(exc)
-        except Exception:  # our bug: log it, tell the client nothing but "internal"
-            log.exception("prediction failed")
-            await self.fail(ClientError(Code.INTERNAL, "internal error", snap.seq))
-
-    async def _deliver(self, prediction: Prediction, updated_at: float) -> None:
-        """Send a prediction. A live one waits while the client is not reading, and is
-        dropped if newer ink arrived meanwhile; final answers are never dropped. A live one
-        of the session's own ink is dropped once the session is in a room (the room's
-        predictions have taken over)."""
-        if not prediction.final and self.session.room is not None:
-            return
-        if not prediction.final and self.peer.buffered() > self.send_buffer_bytes:
-            await self.peer.wait_writable(self.send_buffer_bytes)
-            if self.session.dirty:
-                self.metrics.dropped.inc()
-                return
-        await self._send(prediction)
-        kind = "empty" if prediction.empty else "final" if prediction.final else "live"
-        self.metrics.count(self.metrics.predictions, kind)
-        self.metrics.latency.observe(self.clock() - updated_at)
+        """Cancel the held prediction's writer; let a close in progress finish."""
+        tasks = [t for t in (self._writer, self._closing) if t is not None]
+        if self._writer is not None:
+            self._writer.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

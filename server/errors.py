@@ -1,90 +1,53 @@
-"""The one error root of the server, and the table of client fault codes.
+"""The one error funnel: any exception -> the wire error, the close code, the metric label
+and the log line. Every place that tells a client about a failure goes through `fault`.
 
-Belongs here: every error a client can cause, with its stable code and, where the
-connection cannot continue, its WebSocket close code. Nothing else decides close codes.
+Belongs here: that decision, and the few errors the server raises on its own initiative.
+The codes themselves are the protocol's (protocol/errors.py).
 """
 
 from __future__ import annotations
 
-from enum import IntEnum, StrEnum
+import logging
+from dataclasses import dataclass
+
+from protocol import CloseCode, Code, Error, ProtocolError
+
+log = logging.getLogger("server")
 
 
-class CloseCode(IntEnum):
-    """WebSocket close codes the server uses (RFC 6455, section 7.4.1)."""
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """What to do about one exception on one connection."""
 
-    NORMAL = 1000
-    GOING_AWAY = 1001
-    POLICY = 1008
-    TOO_BIG = 1009
-    INTERNAL = 1011
-    OVERLOADED = 1013
+    error: Error  # the message to send
+    close_code: CloseCode | None  # then close with this, or keep the connection
+    label: str  # the `code` label of digits_errors_total
 
 
-class Code(StrEnum):
-    """Stable error codes sent in `error` messages; clients may switch on them."""
-
-    BAD_FRAME = "bad_frame"  # not msgpack / JSON, or not a map with a string "type"
-    UNKNOWN_TYPE = "unknown_type"  # "type" names no client message
-    BAD_MESSAGE = "bad_message"  # missing field, wrong type, value out of its range
-    BAD_NUMBER = "bad_number"  # NaN, infinity or a coordinate beyond the limit
-    BAD_VERSION = "bad_version"  # hello asks for a protocol version we do not speak
-    HELLO_FIRST = "hello_first"  # the first message was not hello
-    ALREADY_HELLO = "already_hello"  # a second hello
-    NO_STROKE = "no_stroke"  # points or end outside a stroke
-    TOO_MANY_POINTS = "too_many_points"  # per message or per session
-    TOO_MANY_STROKES = "too_many_strokes"  # per session
-    RATE_LIMITED = "rate_limited"  # messages beyond the token bucket; flooding closes
-    FRAME_TOO_BIG = "frame_too_big"  # a frame above max_frame_bytes
-    TOO_MANY_CONNECTIONS = "too_many_connections"  # total or per client address
-    IDLE_TIMEOUT = "idle_timeout"  # nothing received for idle_timeout_s
-    OVERLOADED = "overloaded"  # the inference queue is full; try again
-    INTERNAL = "internal"  # our bug; details are logged, never sent
-    ROOM_REFUSED = "room_refused"  # unknown room, wrong or expired token: one code for all
-    ROOM_FULL = "room_full"  # max_members_per_room
-    TOO_MANY_ROOMS = "too_many_rooms"  # max_rooms
-    ALREADY_IN_ROOM = "already_in_room"  # share or join while in a room
-    NOT_IN_ROOM = "not_in_room"  # leave outside a room
-    WATCH_ONLY = "watch_only"  # a watcher tried to draw, undo or clear
-    TOO_SLOW = "too_slow"  # a room member too far behind in reading; it may resume
+def fault(exc: BaseException, seq: int | None = None) -> Fault:
+    """Decide, for any exception, what the client is told. A ProtocolError is the client's
+    fault: its code and message go out, naming its seq (or `seq`). Anything else is our bug:
+    logged with its traceback, and the client learns only `internal`, then 1011."""
+    if isinstance(exc, ProtocolError):
+        log.debug("client fault %s: %s", exc.code, exc.message)
+        error = Error(exc.code, exc.message, exc.seq if exc.seq is not None else seq)
+        return Fault(error, exc.close_code, exc.code)
+    log.error("internal error", exc_info=exc)
+    return Fault(Error(Code.INTERNAL, "internal error", seq), CloseCode.INTERNAL, Code.INTERNAL)
 
 
-#: Codes after which the connection is closed, and the close code used.
-FATAL: dict[Code, CloseCode] = {
-    Code.BAD_VERSION: CloseCode.POLICY,
-    Code.HELLO_FIRST: CloseCode.POLICY,
-    Code.FRAME_TOO_BIG: CloseCode.TOO_BIG,
-    Code.TOO_MANY_CONNECTIONS: CloseCode.OVERLOADED,
-    Code.IDLE_TIMEOUT: CloseCode.NORMAL,
-    Code.INTERNAL: CloseCode.INTERNAL,
-    Code.TOO_SLOW: CloseCode.POLICY,
-}
+def rate_limited(seq: int | None) -> ProtocolError:
+    """A message beyond the rate limit: dropped, the connection goes on."""
+    return ProtocolError(Code.RATE_LIMITED, "message rate limit exceeded", seq)
 
 
-class DigitsError(Exception):
-    """Root of every error the server raises on purpose."""
-
-
-class ClientError(DigitsError):
-    """A fault of the client: it reaches the client as an error message with `code`,
-    followed by a close with `close_code` when the connection cannot continue (by
-    default `FATAL[code]`; None keeps the connection)."""
-
-    def __init__(
-        self, code: Code, message: str, seq: int | None = None, close_code: CloseCode | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.seq = seq
-        self.close_code = close_code if close_code is not None else FATAL.get(code)
-
-    def with_seq(self, seq: int | None) -> ClientError:
-        """The same error, naming the client sequence number it refers to."""
-        return ClientError(self.code, self.message, seq, self.close_code)
-
-
-def flooding() -> ClientError:
+def flooding() -> ProtocolError:
     """Rate limit exceeded for so long that the connection is closed (1008)."""
-    return ClientError(
-        Code.RATE_LIMITED, "message rate limit exceeded; closing", None, CloseCode.POLICY
-    )
+    text = "message rate limit exceeded; closing"
+    return ProtocolError(Code.RATE_LIMITED, text, None, CloseCode.POLICY)
+
+
+def too_slow() -> ProtocolError:
+    """The client stopped reading: what waits unsent for it stayed above the limit."""
+    text = "too far behind in reading; reconnect (resume) to catch up"
+    return ProtocolError(Code.TOO_SLOW, text)

@@ -1,454 +1,184 @@
-"""Shared and resumable sessions at run time: live connections as room members.
+"""The server's sessions and drawings at run time: a new session's own canvas, sharing,
+joining and leaving rooms, parking a session whose connection dropped and resuming it.
 
-Belongs here: carrying out what server.rooms decides (the pure registry) on live connections:
-fan-out of room events to every member in one order (a lock per room), one coalescing
-prediction pipeline per room, parking dropped sessions and handing them back on resume, and
-turning RoomErrors into ClientErrors. Knows asyncio, not aiohttp; decides nothing about ink.
+Belongs here: the steps of share, join, leave, park and resume over the store
+(server/store.py), each refused before anything changes. Knows asyncio, not aiohttp;
+decides nothing about ink (server/canvas.py) or predictions (server/drawing.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
-import secrets
 import time
-from collections.abc import Callable, Coroutine, Iterable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
 
-import numpy as np
-
-from server import rooms as core
-from server.errors import ClientError, Code
-from server.protocol import (
-    MAX_TOP_K,
-    Cleared,
-    ClientMessage,
-    End,
-    Error,
-    Join,
-    Joined,
-    Leave,
-    Left,
-    Limits,
-    Member,
-    Points,
-    PointsMsg,
-    Prediction,
-    Presence,
-    Recognize,
-    RoomStroke,
-    ServerMessage,
-    Share,
-    Shared,
-    Start,
-    StrokeEvent,
-    Undo,
-    Undone,
-)
+from protocol import Code, Hello, Join, Left, Limits, ProtocolError, Shared
+from server.canvas import Canvas, Event, InkLimits, Role
+from server.drawing import Drawing, Endpoint
+from server.metrics import Metrics
 from server.recognizer import Recognizer
-from server.session import Action, Session, Snapshot, State
-
-log = logging.getLogger(__name__)
-
-RESUME_TOKEN_BYTES = 18
-
-#: Room registry codes as the client sees them (resume codes travel in welcome instead).
-_CODES: dict[core.RoomCode, Code] = {
-    core.RoomCode.REFUSED: Code.ROOM_REFUSED,
-    core.RoomCode.ROOM_FULL: Code.ROOM_FULL,
-    core.RoomCode.TOO_MANY_ROOMS: Code.TOO_MANY_ROOMS,
-    core.RoomCode.ALREADY_IN_ROOM: Code.ALREADY_IN_ROOM,
-    core.RoomCode.NOT_IN_ROOM: Code.NOT_IN_ROOM,
-    core.RoomCode.WATCH_ONLY: Code.WATCH_ONLY,
-    core.RoomCode.NO_STROKE: Code.NO_STROKE,
-    core.RoomCode.TOO_MANY_STROKES: Code.TOO_MANY_STROKES,
-    core.RoomCode.TOO_MANY_POINTS: Code.TOO_MANY_POINTS,
-}
-
-
-class Endpoint(Protocol):
-    """A live connection, as the hub sees it."""
-
-    session: Session
-
-    async def send(self, msg: ServerMessage) -> None:
-        """Send one message; returns quietly if the connection has closed."""
-
-    def backlog(self) -> int:
-        """Bytes waiting unsent to this client."""
-
-    async def too_slow(self) -> None:
-        """Disconnect this client: it is too far behind the room (it may resume)."""
-
-
-def new_resume_token() -> str:
-    return secrets.token_urlsafe(RESUME_TOKEN_BYTES)
-
-
-def room_settings(limits: Limits) -> core.RoomSettings:
-    """A room holds what a session may: the per-session ink limits apply to the canvas."""
-    return core.RoomSettings(
-        max_members=limits.max_members_per_room,
-        max_rooms=limits.max_rooms,
-        empty_ttl_s=limits.room_empty_ttl_s,
-        max_rooms_per_origin=limits.max_rooms_per_client,
-        max_strokes=limits.max_strokes_per_session,
-        max_points=limits.max_points_per_session,
-    )
-
-
-def snapshot(ink: Iterable[Points], seq: int | None, final: bool) -> Snapshot:
-    """A room's ink as the recognizer takes it (x, y only)."""
-    strokes = tuple(np.array([p[:2] for p in s], dtype=np.float64) for s in ink if s)
-    return Snapshot(seq, final, strokes)
-
-
-def for_member(prediction: Prediction, session: Session) -> Prediction:
-    """A room prediction cut to what this member asked for in hello (top_k, preview)."""
-    return dataclasses.replace(
-        prediction,
-        top=prediction.top[: session.top_k],
-        input=prediction.input if session.preview else None,
-    )
-
-
-def wire(event: core.Event, role: core.Role) -> ServerMessage:
-    """A room event as the message members receive; `role` is the member's it concerns."""
-    match event:
-        case core.Joined(room, member, _) | core.Left(room, member):
-            kind = "joined" if isinstance(event, core.Joined) else "left"
-            return Presence(room, kind, member, role.value)
-        case core.StrokeStarted(room, stroke):
-            return StrokeEvent(room, "start", stroke.id, stroke.author, stroke.points)
-        case core.StrokePoints(room, stroke_id, author, points):
-            return StrokeEvent(room, "points", stroke_id, author, points)
-        case core.StrokeEnded(room, stroke_id, author):
-            return StrokeEvent(room, "end", stroke_id, author)
-        case core.Undone(room, stroke_id, author):
-            return Undone(room, stroke_id, author)
-        case core.Cleared(room, by):
-            return Cleared(room, by)
-    raise AssertionError(f"unknown room event {event!r}")
-
-
-@dataclasses.dataclass(slots=True)
-class _Pipeline:
-    """One room's live predictions: at most one in flight; ink changes meanwhile make it
-    dirty, and one more prediction of the newest ink follows."""
-
-    dirty: bool = False
-    task: asyncio.Task[None] | None = None
-    version: int = 0  # ink changes so far
-    taken: int = 0  # the version the prediction in flight predicts
+from server.session import Session, State
+from server.store import Parked, ResumeFailed, Rooms, new_resume_token
 
 
 class Hub:
-    """The server's rooms and parked sessions, with the connections that are their members.
-    A member is named by its session id."""
+    """Rooms and parked sessions, shared by all connections. A member is named by its
+    session id."""
 
     def __init__(
         self,
         limits: Limits,
         recognizer: Recognizer,
+        metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
-        send_buffer_bytes: int = 65536,
     ) -> None:
-        self.rooms = core.Rooms(room_settings(limits))
-        self.resumes: core.Resumes[Session] = core.Resumes(
+        self.ink_limits = InkLimits.of(limits)
+        self.recognizer, self.metrics, self.clock = recognizer, metrics, clock
+        self.rooms: Rooms[Drawing] = Rooms(
+            limits.max_rooms, limits.max_rooms_per_client, limits.room_empty_ttl_s
+        )
+        self.parked: Parked[Session] = Parked(
             limits.resume_grace_s, max_parked=limits.max_connections
         )
-        self.recognizer, self.clock = recognizer, clock
-        self.send_buffer_bytes = send_buffer_bytes
-        self._online: dict[str, Endpoint] = {}
-        self._pipelines: dict[str, _Pipeline] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[None]] = set()  # finals and fan-outs of drops
-        self._since: dict[str, int] = {}  # member -> room version when it (re)joined
+        self._tasks: set[asyncio.Task[None]] = set()  # fan-outs of dropped members
 
-    # ---- client messages ----------------------------------------------------------------
+    def drawing(self, canvas: Canvas) -> Drawing:
+        return Drawing(canvas, self.recognizer, self.metrics)
 
-    async def handle(self, ep: Endpoint, msg: ClientMessage) -> list[Action]:
-        """Carry out a message the session handed to the room (a `ToRoom` action).
-        Returns the session's follow-up actions. Raises ClientError, changing nothing."""
-        try:
-            return await self._dispatch(ep, msg)
-        except core.RoomError as exc:
-            raise ClientError(_CODES[exc.code], exc.message, msg.seq) from None
+    def solo(self, member: str, seq: int | None = None) -> Drawing:
+        """A new drawing of one drawer."""
+        canvas = Canvas(self.ink_limits)
+        canvas.add(member, Role.DRAW, seq)
+        return self.drawing(canvas)
 
-    async def _dispatch(self, ep: Endpoint, msg: ClientMessage) -> list[Action]:
-        member = ep.session.identity.session
-        if isinstance(msg, Share):
-            await self._share(ep, member, msg.seq)
-        elif isinstance(msg, Join):
-            await self._join(ep, member, msg)
-        elif isinstance(msg, Leave):
-            return await self._leave(ep, member, msg.seq)
-        elif isinstance(msg, Recognize):
-            self._final(ep, msg.seq)
+    # ---- hello and resume ---------------------------------------------------------------
+
+    async def hello(self, session: Session, ep: Endpoint, hello: Hello) -> Session:
+        """Welcome a session: the parked one `hello.resume` names if there is one (then it
+        continues on this connection, with a new resume token), else `session`, new."""
+        resumed, error = session, None
+        if hello.resume is not None:
+            try:
+                resumed = self.parked.resume(hello.resume, self.clock())
+            except ResumeFailed as exc:
+                error = exc.code.value
+            else:
+                token = new_resume_token()
+                resumed.identity = dataclasses.replace(resumed.identity, resume_token=token)
+                resumed.state = State.READY
+        if resumed.drawing is None:
+            resumed.drawing = self.solo(resumed.member)
+        await ep.send(resumed.welcome(hello, resumed is not session, error))
+        await self._attach(resumed, ep, predict=resumed is not session)
+        return resumed
+
+    async def _attach(self, session: Session, ep: Endpoint, predict: bool) -> None:
+        """The session's connection is `ep` from now on; a room sends its state first.
+        A resumed session is shown a prediction of where it stands."""
+        drawing = session.drawing
+        assert drawing is not None
+        if drawing.room is None:
+            drawing.attach(session.member, ep)
         else:
-            await self._draw(member, msg)
-        return []
+            await drawing.admit(session.member, ep, drawing.canvas.state(session.member, None))
+        if predict:
+            drawing.touch()
 
-    async def _share(self, ep: Endpoint, member: str, seq: int | None) -> None:
-        origin = ep.session.identity.client
-        share = self.rooms.create(member, self.clock(), ep.session.ink(), origin)
-        ep.session.enter_room(share.room)
-        self._go_online(share.room, member, ep)
-        async with self._lock(share.room):
-            await ep.send(Shared(share.room, share.draw_token, share.watch_token, seq))
-
-    async def _join(self, ep: Endpoint, member: str, msg: Join) -> None:
-        joined = self.rooms.join(msg.room, msg.token, member, self.clock())
-        ep.session.enter_room(joined.room)
-        self._go_online(joined.room, member, ep)
-        async with self._lock(joined.room):
-            await ep.send(self.state(joined.room, member, msg.seq))
-            await self._fan_out(joined.room, [wire(joined, joined.role)], skip=member)
-        self._touch(joined.room)  # the joiner's first prediction, the same for everyone
-
-    async def _leave(self, ep: Endpoint, member: str, seq: int | None) -> list[Action]:
-        room = ep.session.room
-        assert room is not None
-        role, ink = self.rooms.role(member), self.rooms.ink(room)
-        events = self.rooms.leave(member, self.clock())
-        self._go_offline(member)
-        actions = ep.session.leave_room(ink, seq)
-        async with self._lock(room):
-            await self._fan_out(room, [wire(e, role) for e in events])
-            await ep.send(Left(room, seq))
-        return actions
-
-    async def _draw(self, member: str, msg: ClientMessage) -> None:
-        events = self._apply(member, msg)
-        room = self.rooms.room_of(member)
-        if not events or room is None:
-            return
-        async with self._lock(room):
-            await self._fan_out(room, [wire(e, core.Role.DRAW) for e in events])
-        self._touch(room)
-
-    def _apply(self, member: str, msg: ClientMessage) -> list[core.Event]:
-        if isinstance(msg, Start):
-            return self.rooms.start(member, msg.points)
-        if isinstance(msg, PointsMsg):
-            return self.rooms.extend(member, msg.points)
-        if isinstance(msg, End):
-            return self.rooms.end(member, msg.points)
-        if isinstance(msg, Undo):
-            return self.rooms.undo(member)
-        return self.rooms.clear(member)
-
-    def state(self, room: str, member: str, seq: int | None) -> Joined:
-        """The whole room, as a joiner (or a member resuming) receives it."""
-        members = tuple(Member(m, r.value) for m, r in self.rooms.members(room).items())
-        strokes = tuple(
-            RoomStroke(s.id, s.author, s.points, s.open) for s in self.rooms.strokes(room)
-        )
-        role = self.rooms.role(member).value
-        return Joined(room, role, member, members, strokes, seq)
-
-    # ---- fan-out ------------------------------------------------------------------------
-
-    def _lock(self, room: str) -> asyncio.Lock:
-        """Held while sending to a room's members. Taken right after the registry changed,
-        with no await between, so members receive events in the order they happened."""
-        return self._locks.setdefault(room, asyncio.Lock())
-
-    async def _fan_out(
-        self, room: str, messages: list[ServerMessage], skip: str | None = None
-    ) -> None:
-        """Send to every connected member (in the room's member order), under the lock."""
-        if room not in self.rooms:
-            return
-        for member in self.rooms.members(room):
-            ep = self._online.get(member)
-            if ep is None or member == skip:
-                continue
-            for msg in messages:
-                if not (isinstance(msg, StrokeEvent) and msg.author == member):
-                    await self._deliver(member, ep, msg)
-
-    async def _deliver(self, member: str, ep: Endpoint, msg: ServerMessage) -> None:
-        """Send a room event, unless the member has stopped reading: then the room does not
-        wait for it (a send to a full socket would hold the room's lock); it is dropped
-        instead, and may resume to get the room's state again."""
-        if ep.backlog() <= self.send_buffer_bytes:
-            await ep.send(msg)
-        elif self._online.get(member) is ep:
-            self._go_offline(member)
-            self._spawn(ep.too_slow())
-
-    async def _publish(
-        self, room: str, events: list[core.Event], roles: dict[str, core.Role]
-    ) -> None:
-        """Fan out events whose members' roles were read before the registry changed."""
-        async with self._lock(room):
-            await self._fan_out(
-                room, [wire(e, roles.get(_member(e), core.Role.DRAW)) for e in events]
-            )
-
-    # ---- predictions --------------------------------------------------------------------
-
-    def _touch(self, room: str) -> None:
-        """The room's ink changed (or someone needs a prediction): predict it."""
-        pipe = self._pipelines.setdefault(room, _Pipeline())
-        pipe.dirty = True
-        pipe.version += 1
-        if pipe.task is None or pipe.task.done():
-            pipe.task = asyncio.create_task(self._predict_room(room, pipe), name=f"room-{room}")
-
-    async def _predict_room(self, room: str, pipe: _Pipeline) -> None:
-        def refresh(pending: Snapshot) -> Snapshot:  # late binding, as Session.refresh
-            if not pipe.dirty or room not in self.rooms:
-                return pending
-            pipe.dirty, pipe.taken = False, pipe.version
-            return snapshot(self.rooms.ink(room), None, False)
-
-        while pipe.dirty and room in self.rooms:
-            pipe.dirty, pipe.taken = False, pipe.version
-            snap = snapshot(self.rooms.ink(room), None, False)
-            try:
-                prediction = await self.recognizer.predict(snap, MAX_TOP_K, True, refresh)
-            except ClientError as exc:  # overloaded: everyone is told, the next change retries
-                async with self._lock(room):
-                    await self._fan_out(room, [Error(exc.code, exc.message)])
-                continue
-            except Exception:
-                log.exception("room prediction failed")
-                return
-            async with self._lock(room):
-                await self._send_prediction(room, prediction, pipe.taken)
-
-    async def _send_prediction(self, room: str, prediction: Prediction, version: int) -> None:
-        """The same prediction to every member, except a member not reading (it gets a
-        later one) and one that joined after this ink changed (its state is newer)."""
-        if room not in self.rooms:
-            return
-        for member in self.rooms.members(room):
-            ep = self._online.get(member)
-            if ep is None or ep.backlog() > self.send_buffer_bytes:
-                continue
-            if self._since.get(member, 0) <= version:
-                await ep.send(for_member(prediction, ep.session))
-
-    def _final(self, ep: Endpoint, seq: int | None) -> None:
-        """recognize in a room: the final answer for the room's ink goes to the asker."""
-        room = ep.session.room
-        assert room is not None
-        snap = snapshot(self.rooms.ink(room), seq, True)
-
-        async def answer() -> None:
-            try:
-                session = ep.session
-                await ep.send(await self.recognizer.predict(snap, session.top_k, session.preview))
-            except ClientError as exc:
-                await ep.send(Error(exc.code, exc.message, seq))
-            except Exception:
-                log.exception("room final prediction failed")
-                await ep.send(Error(Code.INTERNAL, "internal error", seq))
-
-        self._spawn(answer())
-
-    # ---- dropped and resumed sessions ---------------------------------------------------
-
-    def drop(self, ep: Endpoint) -> None:
-        """The connection ended: park its session for `resume_grace_s` under the resume
-        token welcome announced. A member stays in its room meanwhile, pen lifted. Not a
+    def park(self, session: Session, ep: Endpoint) -> None:
+        """The connection ended: keep the session for `resume_grace_s` under the resume token
+        welcome announced. A member stays in its room meanwhile, pen lifted. Not a
         coroutine: it runs even while the handler is being cancelled."""
-        session = ep.session
-        if session.state is State.AWAIT_HELLO:
+        drawing = session.drawing
+        if session.state is not State.READY or drawing is None:
             return
-        member, now = session.identity.session, self.clock()
-        if self._online.get(member) is ep:
-            self._go_offline(member)
-        room = session.room
-        role = self._role_or_draw(member)
-        events = self.rooms.lift(member) if room is not None else []
-        session.park()
-        try:
-            self.resumes.park(session, now, session.identity.resume_token)
-        except core.RoomError:  # too many parked: the session ends now
-            events += self._forget(session, now)
-        if room is not None and events:
-            self._spawn(self._publish(room, events, {member: role}))
+        drawing.detach(session.member, ep)
+        events = drawing.canvas.lift(session.member)
+        session.state = State.PARKED
+        if not self.parked.park(session, session.identity.resume_token, self.clock()):
+            events += self._forget(session)  # too many parked: the session ends now
+        self._spawn(drawing.publish(events))
+
+    # ---- rooms --------------------------------------------------------------------------
+
+    async def share(self, session: Session, ep: Endpoint, seq: int | None) -> None:
+        """The session's own drawing becomes a room, with its ink and its pipeline."""
+        drawing = self._own(session)
+        room = self.rooms.create(drawing, self.clock(), session.identity.client)
+        drawing.canvas.lift(session.member)  # the open stroke is ended as drawn
+        drawing.canvas.room = room.id
+        drawing.canvas.see(session.member, seq)
+        await drawing.tell(ep, Shared(room.id, room.draw_token, room.watch_token, seq))
+
+    async def join(self, session: Session, ep: Endpoint, msg: Join) -> None:
+        """Enter a room; the session's own drawing is discarded."""
+        own = self._own(session)
+        room, draws = self.rooms.find(msg.room, msg.token, self.clock())
+        drawing = room.drawing
+        role = Role.DRAW if draws else Role.WATCH
+        events = drawing.canvas.add(session.member, role, msg.seq)
+        own.detach(session.member)
+        session.drawing = drawing
+        self.rooms.occupied(room.id, len(drawing.canvas.members), self.clock())
+        joined = drawing.canvas.state(session.member, msg.seq)
+        await drawing.admit(session.member, ep, joined, events)
+        drawing.touch()  # the joiner's first prediction, the same for everyone
+
+    async def leave(self, session: Session, ep: Endpoint, seq: int | None) -> None:
+        """Leave the room with a copy of its ink, predicted at once with `seq`."""
+        drawing = session.drawing
+        if drawing is None or drawing.room is None:
+            raise ProtocolError(Code.NOT_IN_ROOM, "not in a shared session", seq)
+        room, canvas = drawing.room, drawing.canvas
+        own = self.drawing(canvas.copy_for(session.member, seq))
+        events = canvas.remove(session.member)
+        drawing.detach(session.member)
+        self.rooms.occupied(room, len(canvas.members), self.clock())
+        await drawing.publish(events)
+        session.drawing = own
+        own.attach(session.member, ep)
+        await ep.send(Left(room, seq))
+        own.touch()
+
+    def _own(self, session: Session) -> Drawing:
+        """The session's drawing when it is its own (not a room's)."""
+        drawing = session.drawing
+        assert drawing is not None
+        if drawing.room is not None:
+            raise ProtocolError(Code.ALREADY_IN_ROOM, "already in a shared session; leave first")
+        return drawing
+
+    # ---- lifetimes ----------------------------------------------------------------------
+
+    def _forget(self, session: Session) -> list[Event]:
+        """A session gone for good leaves its room."""
+        drawing = session.drawing
+        if drawing is None or drawing.room is None:
+            return []
+        events = drawing.canvas.remove(session.member)
+        self.rooms.occupied(drawing.room, len(drawing.canvas.members), self.clock())
+        return events
+
+    async def expire(self) -> None:
+        """Sessions past their grace period leave their rooms; rooms empty for
+        `room_empty_ttl_s` are forgotten, tokens and all."""
+        now = self.clock()
+        for session in self.parked.expire(now):
+            if session.drawing is not None:
+                await session.drawing.publish(self._forget(session))
+        for drawing in self.rooms.expire(now):
+            await drawing.stop()
 
     def _spawn(self, work: Coroutine[None, None, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def unpark(self, token: str) -> Session | str:
-        """The session parked under `token`, or why not (resume_expired | resume_unknown)."""
-        try:
-            return self.resumes.resume(token, self.clock())
-        except core.RoomError as exc:
-            return exc.code.value
-
-    async def rejoin(self, ep: Endpoint) -> None:
-        """A resumed session that was in a room: back online, with the room's state."""
-        member, room = ep.session.identity.session, ep.session.room
-        assert room is not None
-        self._go_online(room, member, ep)
-        async with self._lock(room):
-            await ep.send(self.state(room, member, None))
-        self._touch(room)
-
-    def _go_online(self, room: str, member: str, ep: Endpoint) -> None:
-        """The member's connection receives the room's messages from now on; predictions
-        of ink older than the state it is about to receive are not sent to it."""
-        self._online[member] = ep
-        self._since[member] = self._pipelines.setdefault(room, _Pipeline()).version
-
-    def _go_offline(self, member: str) -> None:
-        self._online.pop(member, None)
-        self._since.pop(member, None)
-
-    def _forget(self, session: Session, now: float) -> list[core.Event]:
-        """A session gone for good leaves its room."""
-        member = session.identity.session
-        if self.rooms.room_of(member) is None:
-            return []
-        return self.rooms.leave(member, now)
-
-    def _role_or_draw(self, member: str) -> core.Role:
-        return self.rooms.role(member) if self.rooms.room_of(member) else core.Role.DRAW
-
-    async def expire(self) -> None:
-        """Sessions past their grace period leave their rooms; rooms empty for
-        `room_empty_ttl_s` are forgotten, tokens and all."""
-        now = self.clock()
-        for session in self.resumes.expire(now):
-            room, member = session.room, session.identity.session
-            if room is None or self.rooms.room_of(member) is None:
-                continue
-            role = self.rooms.role(member)
-            await self._publish(room, self._forget(session, now), {member: role})
-        for room in self.rooms.expire(now):
-            pipe = self._pipelines.pop(room, None)
-            if pipe is not None and pipe.task is not None:
-                pipe.task.cancel()
-            self._locks.pop(room, None)
-
     async def stop(self) -> None:
-        """Cancel every room prediction (server shutdown)."""
-        tasks = [p.task for p in self._pipelines.values() if p.task is not None]
-        tasks += list(self._tasks)
+        """Stop every room's pipeline and pending fan-out (server shutdown)."""
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _member(event: core.Event) -> str:
-    match event:
-        case core.Joined(_, member, _) | core.Left(_, member):
-            return member
-        case core.StrokeStarted(_, stroke):
-            return stroke.author
-        case core.StrokePoints(_, _, author, _) | core.StrokeEnded(_, _, author):
-            return author
-        case core.Undone(_, _, author):
-            return author
-        case core.Cleared(_, by):
-            return by
-    raise AssertionError(f"unknown room event {event!r}")
+        for drawing in self.rooms.drawings():
+            await drawing.stop()

@@ -1,60 +1,75 @@
-"""Snapshots of ink -> predictions, micro-batched across all sessions.
+"""Snapshots of ink -> answers of the model, micro-batched across all canvases.
 
-Belongs here: the batch function (rasterize, then one `predict_batch` call, in the
-batcher's thread), top-k, bounding box and preview bytes. No sockets, no session state.
+Belongs here: the batch function (ink to arrays, rasterize, one `predict_batch` call, in the
+batcher's thread), the ranking of digits, the bounding box as the client's own numbers, and
+each member's cut of an answer (top_k, preview, its seq). No sockets, no canvas state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from protocol import Code, Guess, Points, Prediction, ProtocolError
 from server.batching import BatchStats, MicroBatcher, QueueFull
-from server.errors import ClientError, Code
+from server.canvas import Snapshot
 from server.model import Model
-from server.protocol import Guess, Prediction
-from server.raster import Image, InkError, as_strokes, ink_bounds, rasterize_batch
-from server.session import Snapshot, Stroke
+from server.raster import Image, InkError, as_strokes, rasterize_batch
+
+Bbox = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What the batch function found for one snapshot."""
+    """What the batch function found for one snapshot's ink."""
 
-    probs: npt.NDArray[np.float32] | None  # (10,), None when the ink was empty or bad
+    probs: npt.NDArray[np.float32] | None  # (10,), None when the ink was empty
     image: Image | None
-    bbox: tuple[float, float, float, float] | None
+    bbox: Bbox | None
     error: str | None = None
 
 
-def _checked(strokes: tuple[Stroke, ...]) -> tuple[list[Stroke], str | None]:
+def bounds(ink: tuple[Points, ...], arrays: list[npt.NDArray[np.float64]]) -> Bbox:
+    """(min x, min y, max x, max y) of the ink, each the client's own number (an int stays
+    an int). `arrays` are the same non-empty strokes as float arrays."""
+    xy = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+    ends = np.cumsum([len(a) for a in arrays])
+    picks = (xy[:, 0].argmin(), xy[:, 1].argmin(), xy[:, 0].argmax(), xy[:, 1].argmax())
+    out = []
+    for axis, flat in zip((0, 1, 0, 1), picks, strict=True):
+        stroke = int(np.searchsorted(ends, flat, side="right"))
+        point = int(flat) - (int(ends[stroke - 1]) if stroke else 0)
+        out.append(ink[stroke][point][axis])
+    return out[0], out[1], out[2], out[3]
+
+
+def _checked(ink: tuple[Points, ...]) -> tuple[list[npt.NDArray[np.float64]], str | None]:
     try:
-        return as_strokes(strokes), None
+        return as_strokes(ink), None
     except InkError as exc:  # protocol validation should make this unreachable
         return [], str(exc)
 
 
-def predict_strokes(model: Model, batch: list[tuple[Stroke, ...]]) -> list[Outcome]:
+def predict_ink(model: Model, batch: list[tuple[Points, ...]]) -> list[Outcome]:
     """The batch function: rasterize all snapshots in one pass, run the model once on all
-    the ink. A snapshot that cannot be drawn gets an Outcome with `error`; it never fails
-    the batch."""
-    checked = [_checked(strokes) for strokes in batch]
+    the ink. Ink that cannot be drawn gets an Outcome with `error`; it never fails the batch."""
+    checked = [_checked(ink) for ink in batch]
     images = rasterize_batch([arrays for arrays, _ in checked])
     drawn = [img for img in images if img is not None]
     probs = iter(model.predict_batch(np.stack(drawn)) if drawn else ())
     out = []
-    for (arrays, error), image in zip(checked, images, strict=True):
-        bbox = ink_bounds(arrays) if arrays else None
+    for ink, (arrays, error), image in zip(batch, checked, images, strict=True):
+        bbox = bounds(ink, arrays) if arrays else None
         out.append(Outcome(next(probs) if image is not None else None, image, bbox, error))
     return out
 
 
-def top_k(probs: npt.NDArray[np.float32], k: int) -> tuple[Guess, ...]:
-    """The k most probable digits, most probable first."""
-    order = np.argsort(-probs, kind="stable")[:k]
+def ranked(probs: npt.NDArray[np.float32]) -> tuple[Guess, ...]:
+    """All ten digits, most probable first."""
+    order = np.argsort(-probs, kind="stable")
     return tuple(Guess(int(d), round(float(probs[d]), 6)) for d in order)
 
 
@@ -64,9 +79,37 @@ def preview_bytes(image: Image) -> bytes:
 
 
 @dataclass(slots=True)
+class Answer:
+    """The model's answer for one snapshot (the one actually predicted, after late binding),
+    cut per member by `for_member`."""
+
+    snapshot: Snapshot
+    top: tuple[Guess, ...] = ()  # all ten, most probable first; () for empty ink
+    bbox: Bbox | None = None
+    image: Image | None = None
+    _preview: bytes | None = field(default=None, repr=False)
+
+    @property
+    def empty(self) -> bool:
+        return not self.top
+
+    def for_member(self, member: str, top_k: int, preview: bool) -> Prediction:
+        """The prediction message for one member: its seq, its top_k, its preview."""
+        snap = self.snapshot
+        strokes = len(snap.ink)
+        if self.empty:
+            return Prediction(snap.seq(member), snap.final, True, strokes=strokes)
+        if preview and self._preview is None and self.image is not None:
+            self._preview = preview_bytes(self.image)
+        image = self._preview if preview else None
+        top = self.top[:top_k]
+        return Prediction(snap.seq(member), snap.final, False, top, self.bbox, strokes, image)
+
+
+@dataclass(slots=True)
 class Job:
     """One queued prediction. `refresh`, if set, runs on the event loop as the job leaves
-    the queue and may swap in a newer snapshot (see Session.refresh)."""
+    the queue and may swap in a newer snapshot (late binding, see server/pipeline.py)."""
 
     snapshot: Snapshot
     refresh: Callable[[Snapshot], Snapshot] | None = None
@@ -79,7 +122,7 @@ def _refresh(job: Job) -> Job:
 
 
 class Recognizer:
-    """Turns session snapshots into Prediction messages through one shared MicroBatcher."""
+    """Turns snapshots into Answers through one shared MicroBatcher."""
 
     def __init__(
         self,
@@ -92,7 +135,7 @@ class Recognizer:
     ) -> None:
         self.model = model
         self.batcher: MicroBatcher[Job, Outcome] = MicroBatcher(
-            lambda jobs: predict_strokes(model, [job.snapshot.strokes for job in jobs]),
+            lambda jobs: predict_ink(model, [job.snapshot.ink for job in jobs]),
             prepare=_refresh,
             max_batch=max_batch,
             max_wait=max_wait,
@@ -107,36 +150,20 @@ class Recognizer:
         await self.batcher.stop()
 
     async def predict(
-        self,
-        snap: Snapshot,
-        k: int,
-        preview: bool,
-        refresh: Callable[[Snapshot], Snapshot] | None = None,
-    ) -> Prediction:
-        """The Prediction for `snap` (or for what `refresh` swaps in when its batch starts);
+        self, snap: Snapshot, refresh: Callable[[Snapshot], Snapshot] | None = None
+    ) -> Answer:
+        """The Answer for `snap` (or for what `refresh` swaps in when its batch starts);
         empty ink is answered at once, without the model.
-        Raises ClientError(OVERLOADED) when the inference queue is full."""
-        if snap.points == 0:
-            return Prediction(snap.seq, snap.final, empty=True, strokes=0)
+        Raises ProtocolError(OVERLOADED) when the inference queue is full."""
+        if not snap.ink:
+            return Answer(snap)
         job = Job(snap, refresh)
         try:
             outcome = await self.batcher.submit(job)
         except QueueFull:
-            raise ClientError(
-                Code.OVERLOADED, "server busy: prediction skipped", snap.seq
-            ) from None
-        snap = job.snapshot
+            raise ProtocolError(Code.OVERLOADED, "server busy: prediction skipped") from None
         if outcome.error is not None:
-            raise ClientError(Code.BAD_NUMBER, outcome.error, snap.seq)
-        strokes = sum(1 for s in snap.strokes if len(s))
-        if outcome.probs is None or outcome.image is None:
-            return Prediction(snap.seq, snap.final, empty=True, strokes=strokes)
-        return Prediction(
-            snap.seq,
-            snap.final,
-            empty=False,
-            top=top_k(outcome.probs, k),
-            bbox=outcome.bbox,
-            strokes=strokes,
-            input=preview_bytes(outcome.image) if preview else None,
-        )
+            raise ProtocolError(Code.BAD_NUMBER, outcome.error)
+        if outcome.probs is None:
+            return Answer(job.snapshot)
+        return Answer(job.snapshot, ranked(outcome.probs), outcome.bbox, outcome.image)

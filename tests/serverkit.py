@@ -14,10 +14,10 @@ import numpy as np
 from aiohttp.test_utils import TestClient
 
 from convert.data import UNIPEN_FILE, StrokeSample, load_strokes
+from protocol import Limits
 from server.app import create_app
 from server.config import Settings
 from server.model import DEFAULT_MODEL, Model, load_model
-from server.protocol import Limits
 from server.raster import rasterize
 
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]

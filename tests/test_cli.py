@@ -18,7 +18,7 @@ from client import connect
 from client.cli import main
 from client.pen import Pace, frames
 from client.replay import percentile
-from client.strokefile import LineError, Sample, parse_draw_line, parse_sample, read_samples
+from protocol.strokefile import LineError, Sample, parse_draw_line, parse_sample, read_samples
 from tests.serverkit import Digit, MakeClient, metric, start, unipen_digits
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,11 +10,11 @@ from typing import Any
 import msgpack
 import pytest
 
-from server.errors import ClientError, Code
-from server.protocol import (
+from protocol import (
     Clear,
     Cleared,
     ClientMessage,
+    Code,
     End,
     Error,
     Guess,
@@ -30,6 +30,7 @@ from server.protocol import (
     Pong,
     Prediction,
     Presence,
+    ProtocolError,
     Recognize,
     RoomStroke,
     ServerMessage,
@@ -178,7 +179,7 @@ def test_room_wire_names_are_the_documented_ones() -> None:
     ids=repr,
 )
 def test_malformed_room_messages_are_bad_messages(frame: dict[str, Any]) -> None:
-    with pytest.raises(ClientError) as info:
+    with pytest.raises(ProtocolError) as info:
         decode(json.dumps(frame))
     assert info.value.code is Code.BAD_MESSAGE
 
@@ -191,14 +192,38 @@ def test_a_welcome_from_an_older_server_decodes_with_the_new_fields_defaulted() 
     assert isinstance(welcome, Welcome) and not welcome.resumed and welcome.resume_error is None
 
 
-def test_unknown_fields_are_ignored_and_ints_become_floats() -> None:
-    msg = decode(json.dumps({"type": "start", "points": [[1, 2]], "pressure": 0.5}))
-    assert msg == Start(((1.0, 2.0),))
-    assert all(type(v) is float for v in msg.points[0])
+def test_unknown_fields_are_ignored_and_numbers_stay_as_sent() -> None:
+    msg = decode(json.dumps({"type": "start", "points": [[1, 2.5, 7]], "pressure": 0.5}))
+    assert isinstance(msg, Start) and msg.points == ((1, 2.5, 7),)
+    assert [type(v) for v in msg.points[0]] == [int, float, int]  # integers are integers
+
+
+@pytest.mark.parametrize("version", [-1, "1", 1.0, True, None, 2**64 - 1, 2, [1]])
+def test_an_unusable_hello_version_is_bad_version_and_fatal(version: object) -> None:
+    frame = msgpack.packb({"type": "hello", "version": version, "seq": 4})
+    with pytest.raises(ProtocolError) as info:
+        decode(frame)
+    assert (info.value.code, info.value.seq, info.value.close_code) == ("bad_version", 4, 1008)
+
+
+def test_null_optional_fields_count_as_absent() -> None:
+    hello = decode(json.dumps({"type": "hello", "version": 1, "top_k": None, "resume": None}))
+    assert hello == Hello(top_k=3, resume=None)
+    assert decode(json.dumps({"type": "start", "points": None})) == Start(())
+    assert _code(json.dumps({"type": "points", "points": None})) == (Code.BAD_MESSAGE, None)
+
+
+def test_a_timestamp_beyond_1e15_is_a_bad_number() -> None:
+    frame = json.dumps({"type": "start", "points": [[1, 2, 2e15]], "seq": 3})
+    assert _code(frame) == (Code.BAD_NUMBER, 3)
+
+
+def test_non_string_map_keys_are_a_bad_frame() -> None:
+    assert _code(msgpack.packb({"type": "ping", 1: 2}))[0] is Code.BAD_FRAME
 
 
 def _code(frame: bytes | str, limits: Limits | None = None) -> tuple[Code, int | None]:
-    with pytest.raises(ClientError) as info:
+    with pytest.raises(ProtocolError) as info:
         decode(frame, limits or Limits())
     return info.value.code, info.value.seq
 
@@ -220,10 +245,10 @@ BAD_FRAMES: list[tuple[bytes | str, Code]] = [
     ('{"type": 5}', Code.BAD_FRAME),
     ('{"type": "dance"}', Code.UNKNOWN_TYPE),
     ('{"type": "Ping"}', Code.UNKNOWN_TYPE),
-    ('{"type": "hello"}', Code.BAD_MESSAGE),
+    ('{"type": "hello"}', Code.BAD_VERSION),
     ('{"type": "hello", "version": 2}', Code.BAD_VERSION),
-    ('{"type": "hello", "version": "1"}', Code.BAD_MESSAGE),
-    ('{"type": "hello", "version": true}', Code.BAD_MESSAGE),
+    ('{"type": "hello", "version": "1"}', Code.BAD_VERSION),
+    ('{"type": "hello", "version": true}', Code.BAD_VERSION),
     ('{"type": "hello", "version": 1, "top_k": 0}', Code.BAD_MESSAGE),
     ('{"type": "hello", "version": 1, "top_k": 11}', Code.BAD_MESSAGE),
     ('{"type": "hello", "version": 1, "top_k": 2.0}', Code.BAD_MESSAGE),
@@ -285,5 +310,5 @@ def test_limits_are_those_passed() -> None:
     "frame", ["{", '{"type": "nope"}', '{"type": "welcome"}', '{"type": "prediction", "seq": 1}']
 )
 def test_decode_server_rejects_garbage(frame: str) -> None:
-    with pytest.raises(ClientError):
+    with pytest.raises(ProtocolError):
         decode_server(frame)

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from client import DigitsClient, JoinRefused, Prediction, ServerError, connect
-from server.protocol import (
+from protocol import (
     Cleared,
     Error,
     Joined,
@@ -59,9 +59,10 @@ async def until(c: DigitsClient, kind: type, **fields: Any) -> Any:
 
 
 def live(messages: list[ServerMessage]) -> list[tuple[Any, ...]]:
-    """The live predictions among `messages`, as comparable values."""
+    """The live predictions among `messages`, as comparable values (each member's own
+    `seq` aside: a room's prediction names every member's latest message)."""
     return [
-        (m.seq, m.empty, m.top, m.bbox, m.strokes)
+        (m.empty, m.top, m.bbox, m.strokes)
         for m in messages
         if isinstance(m, Prediction) and not m.final
     ]
@@ -103,7 +104,10 @@ async def test_three_members_see_the_same_strokes_and_predictions_in_the_same_or
     a_msgs, b_msgs, w_msgs = after(heard[0], marker), after(heard[1], marker), heard[2]
     w_msgs = w_msgs[1:] if isinstance(w_msgs[0], Prediction) else w_msgs  # its own join's
     assert live(a_msgs) == live(b_msgs) == live(w_msgs) != []
-    assert all(p.seq is None for p in a_msgs if isinstance(p, Prediction))
+    for member, msgs in ((a, a_msgs), (b, b_msgs), (w, w_msgs)):  # each its own latest seq
+        seqs = [p.seq for p in msgs if isinstance(p, Prediction)]
+        assert seqs == sorted(seqs) and seqs[-1] == member._seq
+    assert {p.seq for p in w_msgs if isinstance(p, Prediction)} == {joined_w.seq}
     assert live(w_msgs)[-1][-1] == len(one.strokes) + len(seven.strokes)
     strokes = [m for m in w_msgs if isinstance(m, StrokeEvent)]
     assert [m for m in a_msgs if isinstance(m, StrokeEvent)] == [

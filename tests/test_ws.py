@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from client import ConnectionClosed, DigitsClient, Prediction, ServerError, connect
+from protocol import Error, Pong, decode_server
 from server.app import CONNECTIONS, RECOGNIZER
-from server.protocol import Error, Pong, decode_server
 from server.raster import ink_bounds, rasterize
 from tests.serverkit import MakeClient, metric, start, unipen_digits, unlimited_session
 

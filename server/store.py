@@ -1,0 +1,168 @@
+"""Where shared drawings and parked sessions live: room ids and their secret tokens, the
+per-server and per-address room quotas, room expiry, and sessions waiting for their resume
+token. In memory; a shared store (e.g. Redis) would implement the same two classes.
+
+Belongs here: lookups and lifetimes. Must not: do I/O, know the canvas or the connection
+(the stored values are opaque), or read a clock (methods take `now`). A refusal raises
+ProtocolError (rooms) or ResumeFailed (resume) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from protocol import Code, ProtocolError, ResumeError
+
+ROOM_ID_BYTES = 9  # 12 characters; the id is not what keeps a room private
+TOKEN_BYTES = 24  # 32 characters, 192 bits: the tokens are the secrets
+RESUME_TOKEN_BYTES = 18
+
+D = TypeVar("D")  # a shared drawing
+S = TypeVar("S")  # a parked session
+
+
+def new_resume_token() -> str:
+    return secrets.token_urlsafe(RESUME_TOKEN_BYTES)
+
+
+@dataclass(slots=True)
+class Room(Generic[D]):
+    id: str
+    draw_token: str
+    watch_token: str
+    drawing: D
+    origin: str = ""  # the creator's client address, for the per-address quota
+    empty_since: float | None = None
+
+    def expired(self, now: float, ttl: float) -> bool:
+        return self.empty_since is not None and now - self.empty_since >= ttl
+
+
+def _refused() -> ProtocolError:
+    return ProtocolError(Code.ROOM_REFUSED, "no room with that token (wrong, expired or unknown)")
+
+
+class Rooms(Generic[D]):
+    """The server's shared drawings by room id, each with a draw and a watch token."""
+
+    def __init__(self, max_rooms: int = 1000, per_origin: int = 20, ttl_s: float = 300.0) -> None:
+        self.max_rooms, self.per_origin, self.ttl_s = max_rooms, per_origin, ttl_s
+        self._rooms: dict[str, Room[D]] = {}
+        self._dummy = secrets.token_urlsafe(TOKEN_BYTES)  # compared when the room is unknown
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    def __contains__(self, room_id: object) -> bool:
+        return room_id in self._rooms
+
+    def drawings(self) -> list[D]:
+        return [room.drawing for room in self._rooms.values()]
+
+    def create(self, drawing: D, now: float, origin: str = "") -> Room[D]:
+        """A new room for `drawing`. Raises TOO_MANY_ROOMS beyond either quota."""
+        live = [r for r in self._rooms.values() if not r.expired(now, self.ttl_s)]
+        if len(live) >= self.max_rooms:
+            raise ProtocolError(Code.TOO_MANY_ROOMS, "too many shared sessions; try later")
+        if origin and sum(r.origin == origin for r in live) >= self.per_origin:
+            text = "too many shared sessions from one address; leave some, or try later"
+            raise ProtocolError(Code.TOO_MANY_ROOMS, text)
+        while (room_id := secrets.token_urlsafe(ROOM_ID_BYTES)) in self._rooms:
+            pass  # 72 random bits: practically never taken
+        draw, watch = secrets.token_urlsafe(TOKEN_BYTES), secrets.token_urlsafe(TOKEN_BYTES)
+        room = Room(room_id, draw, watch, drawing, origin)
+        self._rooms[room_id] = room
+        return room
+
+    def find(self, room_id: str, token: str, now: float) -> tuple[Room[D], bool]:
+        """The room and whether `token` is its draw token (else its watch token). An unknown
+        room, a wrong token and an expired room are one ROOM_REFUSED, found in the same time."""
+        room = self._rooms.get(room_id)
+        given = token.encode("utf-8", "replace")
+        draw = (room.draw_token if room else self._dummy).encode()
+        watch = (room.watch_token if room else self._dummy).encode()
+        is_draw, is_watch = hmac.compare_digest(given, draw), hmac.compare_digest(given, watch)
+        if room is None or not (is_draw or is_watch) or room.expired(now, self.ttl_s):
+            raise _refused()
+        return room, is_draw
+
+    def occupied(self, room_id: str, members: int, now: float) -> None:
+        """The room now has `members` members: with none, its expiry clock runs."""
+        room = self._rooms.get(room_id)
+        if room is not None:
+            room.empty_since = None if members else now
+
+    def expire(self, now: float) -> list[D]:
+        """Forget rooms empty for `ttl_s`, tokens and all; returns their drawings."""
+        gone = [r for r in self._rooms.values() if r.expired(now, self.ttl_s)]
+        for room in gone:
+            del self._rooms[room.id]
+        return [room.drawing for room in gone]
+
+
+class ResumeFailed(Exception):
+    def __init__(self, code: ResumeError) -> None:
+        super().__init__(code.value)
+        self.code = code
+
+
+class Parked(Generic[S]):
+    """Sessions whose connection dropped, each waiting `grace_s` for its resume token.
+    Tokens are kept hashed, so a lookup's timing says nothing about them. A token that
+    expired is remembered for `remember_s` to tell "expired" from "unknown"."""
+
+    def __init__(
+        self, grace_s: float = 60.0, max_parked: int = 10000, remember_s: float | None = None
+    ) -> None:
+        self.grace_s, self.max_parked = grace_s, max_parked
+        self.remember_s = 10 * grace_s if remember_s is None else remember_s
+        self._parked: dict[bytes, tuple[float, S]] = {}  # key -> (deadline, session)
+        self._expired: dict[bytes, float] = {}  # key -> when to forget it
+
+    def __len__(self) -> int:
+        return len(self._parked)
+
+    @staticmethod
+    def _key(token: str) -> bytes:
+        return hashlib.sha256(token.encode("utf-8", "replace")).digest()
+
+    def park(self, session: S, token: str, now: float) -> bool:
+        """Keep `session` until now + grace_s under `token`; False when full."""
+        key = self._key(token)
+        if key not in self._parked and len(self._parked) >= self.max_parked:
+            return False
+        self._parked[key] = (now + self.grace_s, session)
+        self._expired.pop(key, None)
+        return True
+
+    def resume(self, token: str, now: float) -> S:
+        """The parked session, which leaves the registry (a token works once).
+        Raises ResumeFailed: EXPIRED after the grace period, UNKNOWN for any other token
+        (one never issued, one already used, or one of a session still connected)."""
+        key = self._key(token)
+        entry = self._parked.get(key)
+        if entry is None:
+            expired = key in self._expired
+            raise ResumeFailed(ResumeError.EXPIRED if expired else ResumeError.UNKNOWN)
+        deadline, session = entry
+        if now >= deadline:
+            raise ResumeFailed(ResumeError.EXPIRED)
+        del self._parked[key]
+        return session
+
+    def expire(self, now: float) -> list[S]:
+        """Drop sessions past their grace period (returned, to be released) and forget
+        expired tokens past `remember_s`."""
+        gone = [key for key, (deadline, _) in self._parked.items() if now >= deadline]
+        sessions = [self._parked.pop(key)[1] for key in gone]
+        for key in gone:
+            self._expired[key] = now + self.remember_s
+        for key in [k for k, forget_at in self._expired.items() if now >= forget_at]:
+            del self._expired[key]
+        while len(self._expired) > self.max_parked:
+            del self._expired[next(iter(self._expired))]
+        return sessions

@@ -1,0 +1,374 @@
+"""The connection and room core (server/connection.py, hub.py, drawing.py) with a fake peer,
+a fake recognizer held open by an asyncio.Event, and an injected clock: no socket, no model.
+Each test drives frames in and asserts the exact messages out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from protocol import (
+    Clear,
+    ClientMessage,
+    End,
+    Error,
+    Guess,
+    Hello,
+    Join,
+    Joined,
+    Leave,
+    Left,
+    Limits,
+    Ping,
+    PointsMsg,
+    Pong,
+    Prediction,
+    Presence,
+    Recognize,
+    ServerMessage,
+    Share,
+    Shared,
+    Start,
+    StrokeEvent,
+    Welcome,
+    decode_server,
+    encode_client,
+)
+from server.canvas import Snapshot
+from server.connection import Connection
+from server.hub import Hub
+from server.metrics import Metrics
+from server.recognizer import Answer, Recognizer
+from server.session import Identity, Session
+
+pytestmark = pytest.mark.asyncio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakePeer:
+    """A socket that records what is sent. `backlog` is what the network has not taken;
+    `drained` releases wait_writable."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[ServerMessage] = asyncio.Queue()
+        self.backlog = 0
+        self.drained = asyncio.Event()
+        self.closed: tuple[int, str] | None = None
+
+    async def send(self, data: bytes | str) -> None:
+        self.inbox.put_nowait(decode_server(data))
+
+    def buffered(self) -> int:
+        return self.backlog
+
+    async def wait_writable(self, limit: int) -> None:
+        await self.drained.wait()
+        self.backlog = 0
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    async def next(self) -> ServerMessage:
+        async with asyncio.timeout(5):  # a guard, not a wait: the message is due
+            return await self.inbox.get()
+
+    def sent(self) -> list[ServerMessage]:
+        out = []
+        while not self.inbox.empty():
+            out.append(self.inbox.get_nowait())
+        return out
+
+
+class FakeRecognizer:
+    """Answers `digit = number of strokes`; `gate` holds every prediction open."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.predicted: list[Snapshot] = []
+        self.error: Exception | None = None
+
+    async def predict(
+        self, snap: Snapshot, refresh: Callable[[Snapshot], Snapshot] | None = None
+    ) -> Answer:
+        if not snap.ink:
+            return Answer(snap)
+        await self.gate.wait()  # queued
+        snap = refresh(snap) if refresh is not None else snap
+        self.predicted.append(snap)
+        if self.error is not None:
+            raise self.error
+        if not snap.ink:
+            return Answer(snap)
+        xs = [p[0] for s in snap.ink for p in s]
+        ys = [p[1] for s in snap.ink for p in s]
+        top = (Guess(len(snap.ink) % 10, 0.9), Guess(7, 0.1))
+        return Answer(snap, top, (min(xs), min(ys), max(xs), max(ys)))
+
+
+class World:
+    """One hub with its fakes; `connect()` gives a connection and its peer."""
+
+    def __init__(self, **limits: Any) -> None:
+        self.clock = Clock()
+        self.limits = Limits(**limits)
+        self.recognizer = FakeRecognizer()
+        self.metrics = Metrics()
+        recognizer: Recognizer = self.recognizer  # type: ignore[assignment]
+        self.hub = Hub(self.limits, recognizer, self.metrics, clock=self.clock)
+        self.count = 0
+
+    def connect(self) -> tuple[Connection, FakePeer]:
+        self.count += 1
+        identity = Identity(f"s{self.count}", f"t{self.count}", "m", "cpu", "fake", self.limits)
+        peer = FakePeer()
+        return Connection(peer, Session(identity), self.hub, self.metrics, self.clock), peer
+
+    async def hello(self, **fields: Any) -> tuple[Connection, FakePeer]:
+        conn, peer = self.connect()
+        await send(conn, Hello(**fields))
+        assert isinstance(await peer.next(), Welcome)
+        return conn, peer
+
+
+async def send(conn: Connection, *msgs: ClientMessage) -> None:
+    for msg in msgs:
+        await conn.receive(encode_client(msg))
+
+
+async def settle(conn: Connection) -> None:
+    drawing = conn.session.drawing
+    assert drawing is not None
+    await drawing.settled()
+
+
+def predictions(msgs: list[ServerMessage]) -> list[tuple[int | None, bool, int]]:
+    return [(m.seq, m.final, m.strokes) for m in msgs if isinstance(m, Prediction)]
+
+
+# ---- one connection -------------------------------------------------------------------------
+
+
+async def test_hello_first_then_welcome_ping_and_a_live_prediction() -> None:
+    world = World()
+    conn, peer = world.connect()
+    assert not await conn.receive(encode_client(Ping(seq=1)))
+    assert await peer.next() == Error("hello_first", "the first message must be hello", 1)
+    assert peer.closed == (1008, "hello_first")
+    conn, peer = await world.hello(top_k=1)
+    await send(conn, Ping(seq=1), Start(((1, 2), (3, 4)), seq=2))
+    assert await peer.next() == Pong(1)
+    assert await peer.next() == Prediction(2, False, False, (Guess(1, 0.9),), (1, 2, 3, 4), 1)
+
+
+async def test_a_failed_hello_may_be_retried() -> None:
+    world = World()
+    conn, peer = world.connect()
+    assert await conn.receive('{"type": "hello", "version": 1, "top_k": 99, "seq": 3}')
+    error = await peer.next()
+    assert isinstance(error, Error) and (error.code, error.seq) == ("bad_message", 3)
+    assert peer.closed is None
+    await send(conn, Hello())
+    assert isinstance(await peer.next(), Welcome)
+
+
+async def test_each_recognize_gets_its_own_final_back_to_back() -> None:
+    """Protocol bug 1: start, end, recognize(3), recognize(4), clear(5) sent back to back."""
+    world = World()
+    conn, peer = await world.hello()
+    world.recognizer.gate.clear()  # the live prediction of `start` stays queued
+    await send(conn, Start(((0, 0), (0, 9)), seq=1), End(seq=2), Recognize(3), Recognize(4))
+    await send(conn, Clear(seq=5))
+    world.recognizer.gate.set()
+    await settle(conn)
+    assert predictions(peer.sent()) == [(1, False, 1), (3, True, 1), (4, True, 1), (5, False, 0)]
+
+
+async def test_a_queued_live_prediction_takes_the_newest_ink() -> None:
+    world = World()
+    conn, peer = await world.hello()
+    world.recognizer.gate.clear()
+    await send(conn, Start(((0, 0),), seq=1), PointsMsg(((5, 5),), seq=2), End(((9, 0),), seq=3))
+    world.recognizer.gate.set()
+    await settle(conn)
+    (only,) = [m for m in peer.sent() if isinstance(m, Prediction)]
+    assert (only.seq, only.bbox) == (3, (0, 0, 9, 5))
+    assert [len(s.ink[0]) for s in world.recognizer.predicted] == [3]
+
+
+async def test_share_right_after_start_keeps_the_live_prediction() -> None:
+    """Protocol bug 2: `start` then `share` back to back."""
+    world = World()
+    conn, peer = await world.hello()
+    world.recognizer.gate.clear()
+    await send(conn, Start(((0, 0), (1, 1)), seq=1), Share(seq=2))
+    shared = await peer.next()
+    assert isinstance(shared, Shared) and shared.seq == 2
+    world.recognizer.gate.set()
+    await settle(conn)
+    assert predictions(peer.sent()) == [(1, False, 1)]  # the start's
+
+
+async def test_an_internal_failure_goes_through_the_funnel() -> None:
+    world = World()
+    conn, peer = await world.hello()
+    world.recognizer.error = RuntimeError("secret detail")
+    await send(conn, Start(((0, 0),), seq=4))
+    await settle(conn)
+    assert peer.sent() == [Error("internal", "internal error", 4)]
+    assert peer.closed == (1011, "internal") and not conn.open
+    assert 'digits_errors_total{code="internal"} 1.0' in world.metrics.render().decode()
+
+
+async def test_a_flood_is_refused_then_closed_on_the_injected_clock() -> None:
+    world = World(messages_per_second=1.0, message_burst=2)
+    conn, peer = await world.hello()  # hello took one token
+    await send(conn, Ping(1), Ping(2))
+    assert [await peer.next(), await peer.next()] == [
+        Pong(1),
+        Error("rate_limited", "message rate limit exceeded", 2),
+    ]
+    world.clock.now += 2.0  # two tokens back: the debt of ping 2, and one
+    await send(conn, Ping(3))
+    assert await peer.next() == Pong(3)
+    await send(conn, Ping(4), Ping(5))
+    assert peer.closed == (1008, "rate_limited")
+
+
+# ---- a client that is behind ----------------------------------------------------------------
+
+
+async def test_a_client_behind_gets_the_newest_live_prediction_once_it_reads() -> None:
+    world = World(send_buffer_bytes=100)
+    conn, peer = await world.hello()
+    peer.backlog = 1000  # not reading
+    for seq in (1, 2, 3):
+        await send(conn, Start(((seq, 0),), seq=seq))
+        await settle(conn)
+    assert peer.sent() == []  # held, each replacing the one before
+    peer.drained.set()
+    assert predictions([await peer.next()]) == [(3, False, 3)]
+    assert "digits_predictions_dropped_total 2.0" in world.metrics.render().decode()
+
+
+async def test_a_message_that_cannot_be_dropped_closes_a_client_behind_with_too_slow() -> None:
+    world = World(send_buffer_bytes=100)
+    conn, peer = await world.hello()
+    peer.backlog = 1000
+    await send(conn, Ping(seq=1))
+    assert conn._closing is not None
+    await asyncio.wait({conn._closing})  # the close runs in its own task
+    assert peer.closed == (1008, "too_slow") and not conn.open
+
+
+async def test_a_client_that_sends_but_never_reads_is_dropped() -> None:
+    """Protocol bug 6: behind for heartbeat_s / 2 in a row is too_slow (1008)."""
+    world = World(send_buffer_bytes=100, heartbeat_s=0.02)
+    conn, peer = await world.hello()
+    peer.backlog = 1000
+    await send(conn, Start(((0, 0),), seq=1))
+    await settle(conn)
+    assert conn._writer is not None
+    await asyncio.wait({conn._writer})  # waits heartbeat_s / 2 for the client to read
+    assert conn._closing is not None
+    await asyncio.wait({conn._closing})
+    assert peer.closed == (1008, "too_slow")
+
+
+# ---- rooms ----------------------------------------------------------------------------------
+
+
+async def room_of_two(world: World) -> tuple[Any, ...]:
+    a, pa = await world.hello()
+    await send(a, Start(((0, 0), (1, 1)), seq=1), Share(seq=2))
+    shared = await pa.next()
+    assert isinstance(shared, Shared)
+    await settle(a)
+    b, pb = await world.hello()
+    await send(b, Join(shared.room, shared.draw_token, seq=7))
+    joined = await pb.next()
+    assert isinstance(joined, Joined) and joined.seq == 7
+    await settle(b)
+    assert predictions(pb.sent()) == [(7, False, 1)]  # its join's seq
+    return a, pa, b, pb, shared
+
+
+async def test_members_see_each_others_strokes_and_predictions_with_their_own_seq() -> None:
+    world = World()
+    _, pa, b, pb, shared = await room_of_two(world)
+    assert [m for m in pa.sent() if not isinstance(m, Prediction)] == [
+        Presence(shared.room, "joined", "s2", "draw")
+    ]
+    await send(b, Start(((5, 5),), seq=8))
+    await settle(b)
+    assert pa.sent() == [
+        StrokeEvent(shared.room, "start", 2, "s2", ((5, 5),)),
+        Prediction(2, False, False, (Guess(2, 0.9), Guess(7, 0.1)), (0, 0, 5, 5), 2),
+    ]
+    assert predictions(pb.sent()) == [(8, False, 2)]  # no stroke event to its author
+
+
+async def test_recognize_in_a_room_answers_the_asker_only() -> None:
+    world = World()
+    _, pa, b, pb, _ = await room_of_two(world)
+    pa.sent()
+    await send(b, Recognize(seq=9))
+    await settle(b)
+    assert predictions(pb.sent()) == [(9, True, 1)] and pa.sent() == []
+
+
+async def test_leave_keeps_a_copy_predicted_with_the_leave_seq() -> None:
+    world = World()
+    _, pa, b, pb, shared = await room_of_two(world)
+    pa.sent()
+    await send(b, Leave(seq=10))
+    assert await pb.next() == Left(shared.room, 10)
+    await settle(b)
+    assert predictions(pb.sent()) == [(10, False, 1)]
+    assert pa.sent() == [Presence(shared.room, "left", "s2", "draw")]
+
+
+async def test_a_dropped_member_resumes_into_its_room() -> None:
+    world = World(resume_grace_s=60.0)
+    _, pa, b, _, shared = await room_of_two(world)
+    await send(b, Start(((3, 3),), seq=8))
+    await settle(b)
+    b.abandon()  # the socket is gone: parked, its stroke ended
+    await asyncio.gather(*world.hub._tasks)
+    assert StrokeEvent(shared.room, "end", 2, "s2") in pa.sent()
+    world.clock.now += 59.0
+    c, pc = world.connect()
+    await send(c, Hello(resume="t2"))
+    welcome = await pc.next()
+    assert isinstance(welcome, Welcome) and (welcome.resumed, welcome.session) == (True, "s2")
+    joined = await pc.next()
+    assert isinstance(joined, Joined) and joined.seq is None and len(joined.strokes) == 2
+    await settle(c)
+    assert predictions(pc.sent()) == [(8, False, 2)]
+
+
+async def test_a_resume_after_the_grace_period_is_a_new_session() -> None:
+    world = World(resume_grace_s=60.0)
+    a, _ = await world.hello()
+    a.abandon()
+    world.clock.now += 60.0
+    await world.hub.expire()
+    c, pc = world.connect()
+    await send(c, Hello(resume="t1"))
+    welcome = await pc.next()
+    assert isinstance(welcome, Welcome)
+    assert (welcome.resumed, welcome.resume_error, welcome.session) == (
+        False,
+        "resume_expired",
+        "s2",
+    )

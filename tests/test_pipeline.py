@@ -1,0 +1,84 @@
+"""server/pipeline.py: coalescing with literal snapshots (strings stand for the ink)."""
+
+from __future__ import annotations
+
+from server.pipeline import Pipeline
+
+
+class Ink:
+    """A canvas stand-in: `now` is the newest ink."""
+
+    def __init__(self) -> None:
+        self.now = "v0"
+
+    def pipeline(self) -> Pipeline[str]:
+        return Pipeline(lambda: self.now)
+
+
+def test_one_job_in_flight_and_changes_meanwhile_coalesce_into_one() -> None:
+    ink = Ink()
+    pipe = ink.pipeline()
+    ink.now = "v1"
+    assert pipe.changed() == "v1" and pipe.busy
+    for version in ("v2", "v3", "v4"):
+        ink.now = version
+        assert pipe.changed() is None  # in flight: only dirty
+    assert pipe.dirty
+    assert pipe.done() == "v4"  # one job of the newest ink
+    assert pipe.done() is None and not pipe.busy and not pipe.dirty
+
+
+def test_each_recognize_gets_its_own_final_of_the_ink_as_it_was() -> None:
+    """start, end, recognize(3), recognize(4), clear(5) back to back: the live job in
+    flight, then two finals of the drawn ink, then the empty ink."""
+    ink = Ink()
+    pipe = ink.pipeline()
+    ink.now = "start"
+    assert pipe.changed() == "start"
+    ink.now = "end"
+    assert pipe.changed() is None
+    assert pipe.final("final@3") is None and not pipe.dirty  # the final covers "end"
+    assert pipe.final("final@4") is None
+    ink.now = "cleared"
+    assert pipe.changed() is None
+    assert pipe.refresh("start", final=False) == "start"  # finals wait: no late binding
+    assert [pipe.done(), pipe.done(), pipe.done(), pipe.done()] == [
+        "final@3",
+        "final@4",
+        "cleared",
+        None,
+    ]
+
+
+def test_a_queued_live_job_takes_the_newest_ink_as_it_leaves_the_queue() -> None:
+    ink = Ink()
+    pipe = ink.pipeline()
+    ink.now = "v1"
+    queued = pipe.changed()
+    assert queued == "v1"
+    ink.now = "v2"
+    pipe.changed()
+    assert pipe.refresh(queued, final=False) == "v2" and not pipe.dirty
+    assert pipe.done() is None  # v2 is what was predicted: nothing more to do
+    assert pipe.refresh("v2", final=False) == "v2"  # clean: stays
+
+
+def test_a_final_is_never_swapped() -> None:
+    ink = Ink()
+    pipe = ink.pipeline()
+    assert pipe.final("final@1") == "final@1"
+    ink.now = "v2"
+    pipe.changed()
+    assert pipe.refresh("final@1", final=True) == "final@1" and pipe.dirty
+    assert pipe.done() == "v2"
+
+
+def test_reset_forgets_everything() -> None:
+    ink = Ink()
+    pipe = ink.pipeline()
+    pipe.changed()
+    pipe.final("f")
+    pipe.changed()
+    pipe.reset()
+    assert (pipe.busy, pipe.dirty, list(pipe.finals)) == (False, False, [])
+    assert pipe.done() is None
