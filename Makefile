@@ -12,13 +12,13 @@ ARGS ?=
 $(VENV)/.run-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e '.[server]'
 	touch $@
 
 $(VENV)/.all-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[convert,test,dev]'
+	$(PY) -m pip install -q -e '.[server,convert,test,dev]'
 	touch $(VENV)/.run-installed $@
 
 # The tflite-runtime fallback needs numpy<2, so it gets a small environment of its own.

@@ -385,7 +385,8 @@ _REPLIES: dict[type, str] = {Pong: "pong", Shared: "shared", Joined: "joined", L
 
 
 def _points(points: StrokeInput) -> tuple[Point, ...]:
-    return tuple(tuple(float(v) for v in p) for p in points)
+    """Points as the wire carries them: an int stays an int, anything else is a float."""
+    return tuple(tuple(v if type(v) is int else float(v) for v in p) for p in points)
 
 
 @contextlib.asynccontextmanager

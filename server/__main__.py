@@ -9,13 +9,22 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
+try:  # the server's own dependencies come with the `server` extra
+    from aiohttp import web
 
-from server.app import create_app
-from server.config import Settings, load_settings
-from server.model import Model, ModelError, load_model
+    from server.app import create_app
+    from server.config import Settings, load_settings
+    from server.model import Model, ModelError, load_model
+except ImportError as exc:
+    _MISSING: str | None = exc.name or str(exc)
+else:
+    _MISSING = None
 
 log = logging.getLogger("server")
+NEEDS_EXTRA = (
+    "digits-server: the server is not installed (missing {}); "
+    "install it with: pip install 'digits-live[server]'"
+)
 
 
 def raise_open_file_limit() -> int:
@@ -59,6 +68,8 @@ async def serve(settings: Settings, model: Model) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    if _MISSING is not None:
+        sys.exit(NEEDS_EXTRA.format(_MISSING))
     settings = load_settings(argv)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

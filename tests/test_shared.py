@@ -455,3 +455,21 @@ async def test_a_member_that_stops_reading_is_dropped_and_never_holds_up_the_roo
         assert slow.close_code == 1008
         async with connect(url, resume="") as other:  # the server is fine
             assert other.welcome is not None
+
+
+async def test_integer_points_stay_integers_in_stroke_and_joined(
+    aiohttp_client: MakeClient,
+) -> None:
+    """Protocol bug 5, for the room messages (bbox: test_ws.py)."""
+    _, url = await start(aiohttp_client)
+    async with clients(url, 3) as (a, b, c):
+        await a.start_stroke([[1, 2], [3.5, 4]])
+        shared = await a.share()
+        joined = await b.join(shared.room, shared.watch_token)
+        assert joined.strokes[0].points == ((1, 2), (3.5, 4))
+        assert [type(v) for v in joined.strokes[0].points[0]] == [int, int]
+        await a.start_stroke([[7, 8, 1700000000000]])
+        event = await until(b, StrokeEvent, event="start")
+        assert [type(v) for v in event.points[0]] == [int, int, int]
+        later = await c.join(shared.room, shared.draw_token)
+        assert [type(v) for v in later.strokes[1].points[0]] == [int, int, int]

@@ -316,6 +316,8 @@ async def test_points_and_strokes_per_session_are_limited(aiohttp_client: MakeCl
     [
         ({"type": "start", "points": [[0, 0]]}, "hello_first"),
         ({"type": "hello", "version": 99}, "bad_version"),
+        *(({"type": "hello", "version": v}, "bad_version") for v in (-1, "1", 1.0, True, None)),
+        ({"type": "hello"}, "bad_version"),
     ],
 )
 async def test_fatal_protocol_errors_close_with_1008(
@@ -350,6 +352,80 @@ async def test_an_oversize_frame_closes_with_1009(aiohttp_client: MakeClient) ->
         ws = await raw_socket(http, url)
         await ws.send_str(json.dumps({"type": "points", "points": [[1.5, 2.5]] * 1000}))
         assert (await next_message(ws)) == {"type": "closed", "code": 1009}
+
+
+async def test_a_frame_of_exactly_max_frame_bytes_is_accepted(aiohttp_client: MakeClient) -> None:
+    """Protocol bug 3: the announced limit is the real one."""
+    _, url = await start(aiohttp_client, max_frame_bytes=4096)
+    async with unlimited_session() as http:
+        ws = await raw_socket(http, url)
+        for size, answer in ((4096, {"type": "pong", "seq": 1}), (4097, None)):
+            ping = {"type": "ping", "seq": 1, "pad": ""}
+            ping["pad"] = "x" * (size - len(json.dumps(ping)))
+            await ws.send_str(json.dumps(ping))
+            expected = answer or {"type": "closed", "code": 1009}
+            assert (await next_message(ws)) == expected
+
+
+async def test_a_hello_version_of_2_64_minus_1_is_bad_version(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client)
+    async with unlimited_session() as http:
+        ws = await raw_socket(http, url, hello=False)
+        await send(ws, {"type": "hello", "version": 2**64 - 1}, binary=True)
+        assert (await next_message(ws))["code"] == "bad_version"
+        assert (await next_message(ws)) == {"type": "closed", "code": 1008}
+
+
+async def test_integer_coordinates_come_back_as_integers(aiohttp_client: MakeClient) -> None:
+    """Protocol bug 5, for bbox (stroke and joined: test_shared.py)."""
+    _, url = await start(aiohttp_client)
+    async with unlimited_session() as http:
+        for binary in (False, True):
+            ws = await raw_socket(http, url, binary=binary)
+            await send(ws, {"type": "start", "points": [[3, 4], [10, 40.5]], "seq": 1}, binary)
+            await send(ws, {"type": "recognize", "seq": 2}, binary)
+            final = await until(ws, "prediction")
+            while not final["final"]:
+                final = await until(ws, "prediction")
+            assert final["bbox"] == [3, 4, 10, 40.5]
+            assert [type(v) for v in final["bbox"]] == [int, int, int, float]
+
+
+async def test_back_to_back_recognizes_each_get_a_final(aiohttp_client: MakeClient) -> None:
+    """Protocol bug 1: start, end, recognize(3), recognize(4), clear(5) back to back."""
+    _, url = await start(aiohttp_client)
+    digit = unipen_digits()[3]
+    async with unlimited_session() as http:
+        ws = await raw_socket(http, url)
+        for msg in (
+            {"type": "start", "points": digit.strokes[0], "seq": 1},
+            {"type": "end", "seq": 2},
+            {"type": "recognize", "seq": 3},
+            {"type": "recognize", "seq": 4},
+            {"type": "clear", "seq": 5},
+        ):
+            await send(ws, msg)
+        seen = []
+        while not seen or seen[-1][0] != 5:
+            msg = await until(ws, "prediction")
+            seen.append((msg["seq"], msg["final"], msg["empty"]))
+    finals = [s for s in seen if s[1]]
+    assert finals == [(3, True, False), (4, True, False)] and seen[-1] == (5, False, True)
+    assert [s[0] for s in seen] == sorted(s[0] for s in seen)
+
+
+async def test_start_then_share_still_gets_the_live_prediction(aiohttp_client: MakeClient) -> None:
+    """Protocol bug 2."""
+    _, url = await start(aiohttp_client)
+    async with unlimited_session() as http:
+        ws = await raw_socket(http, url)
+        await send(ws, {"type": "start", "points": [[0, 0], [0, 40]], "seq": 1})
+        await send(ws, {"type": "share", "seq": 2})
+        got = {}
+        while "prediction" not in got or "shared" not in got:
+            msg = await next_message(ws)
+            got[msg["type"]] = msg
+        assert got["prediction"]["seq"] == 1 and not got["prediction"]["empty"]
 
 
 async def test_idle_connections_are_closed(aiohttp_client: MakeClient) -> None:
@@ -523,6 +599,30 @@ async def test_a_client_that_never_reads_is_bounded_and_others_are_served(
     assert latest in data and len(data) < 200_000
     text = await (await client.get("/metrics")).text()
     assert metric(text, "digits_predictions_dropped_total") >= 1
+    stubborn.sock.close()
+
+
+async def test_a_client_that_sends_but_never_reads_is_dropped(aiohttp_client: MakeClient) -> None:
+    """Protocol bug 6: incoming frames keep the heartbeat alive, so the send backlog decides:
+    behind for heartbeat_s / 2 in a row, the client is closed with too_slow (1008)."""
+    client, url = await start(aiohttp_client, send_buffer_bytes=4096, heartbeat_s=2.0)
+    stubborn = await StubbornSocket.open(str(client.host), int(client.port))
+    await stubborn.send({"type": "hello", "version": 1, "preview": True})
+    (conn,) = client.app[CONNECTIONS]
+    conn.peer.request.transport.get_extra_info("socket").setsockopt(  # type: ignore[attr-defined]
+        socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+    )
+    async with asyncio.timeout(30):
+        seq = 0
+        while conn.open:  # it keeps sending, about at pen speed, and never reads
+            seq += 1
+            await stubborn.send({"type": "start", "points": [[seq % 97, seq % 89]], "seq": seq})
+            await asyncio.sleep(0.005)
+    close_1008 = b"\x88\x0a" + (1008).to_bytes(2, "big") + b"too_slow"  # the close frame
+    data = await stubborn.read_all(until=close_1008)
+    assert b"\xa4code\xa8too_slow" in data and close_1008 in data
+    text = await (await client.get("/metrics")).text()
+    assert metric(text, "digits_errors_total", '{code="too_slow"}') == 1
     stubborn.sock.close()
 
 
