@@ -605,7 +605,7 @@ async def test_a_client_that_never_reads_is_bounded_and_others_are_served(
 async def test_a_client_that_sends_but_never_reads_is_dropped(aiohttp_client: MakeClient) -> None:
     """Protocol bug 6: incoming frames keep the heartbeat alive, so the send backlog decides:
     behind for heartbeat_s / 2 in a row, the client is closed with too_slow (1008)."""
-    client, url = await start(aiohttp_client, send_buffer_bytes=4096, heartbeat_s=2.0)
+    client, _ = await start(aiohttp_client, send_buffer_bytes=4096, heartbeat_s=2.0)
     stubborn = await StubbornSocket.open(str(client.host), int(client.port))
     await stubborn.send({"type": "hello", "version": 1, "preview": True})
     (conn,) = client.app[CONNECTIONS]
