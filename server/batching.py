@@ -66,6 +66,7 @@ class MicroBatcher(Generic[T, R]):
         executor: Executor | None = None,
         on_batch: Callable[[BatchStats], None] | None = None,
         prepare: Callable[[T], T] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait < 0:
             raise ValueError("max_batch and max_queue must be >= 1, max_wait >= 0")
@@ -75,6 +76,7 @@ class MicroBatcher(Generic[T, R]):
         self._own_executor = executor is None
         self._on_batch = on_batch
         self._prepare = prepare
+        self._clock = clock  # the wait clock (injectable: tests move it by hand)
         self._queue: deque[_Pending[T, R]] = deque()
         self._arrived = asyncio.Event()  # the queue became non-empty or reached max_batch
         self._task: asyncio.Task[None] | None = None
@@ -116,7 +118,7 @@ class MicroBatcher(Generic[T, R]):
         if len(self._queue) >= self.max_queue:
             raise QueueFull(f"{self.max_queue} items already queued")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(item, future, time.perf_counter()))
+        self._queue.append(_Pending(item, future, self._clock()))
         if len(self._queue) == 1 or len(self._queue) >= self.max_batch:
             self._arrived.set()
         return await future
@@ -135,7 +137,7 @@ class MicroBatcher(Generic[T, R]):
 
     async def _fill(self, first_at: float) -> None:
         """Wait until max_batch items are queued or max_wait has passed since `first_at`."""
-        remaining = first_at + self.max_wait - time.perf_counter()
+        remaining = first_at + self.max_wait - self._clock()
         if len(self._queue) >= self.max_batch or remaining <= 0:
             return
         self._arrived.clear()
@@ -159,7 +161,7 @@ class MicroBatcher(Generic[T, R]):
 
     async def _dispatch(self, batch: list[_Pending[T, R]]) -> None:
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
+        started = self._clock()
         items = [p.item for p in batch]
         try:
             results = await loop.run_in_executor(self._executor, self._fn, items)
@@ -177,4 +179,4 @@ class MicroBatcher(Generic[T, R]):
                     p.future.set_result(result)
         if self._on_batch is not None:
             waits = tuple(started - p.queued_at for p in batch)
-            self._on_batch(BatchStats(len(batch), waits, time.perf_counter() - started))
+            self._on_batch(BatchStats(len(batch), waits, self._clock() - started))

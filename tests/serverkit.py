@@ -3,6 +3,7 @@ reads correctly offline, and a real server on a loopback port."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import re
@@ -99,3 +100,11 @@ def metric(text: str, name: str, labels: str = "") -> float:
 def unlimited_session() -> aiohttp.ClientSession:
     """An aiohttp session that can hold hundreds of sockets at once."""
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+
+async def stepped(done: Callable[[], bool]) -> None:
+    """Run the event loop until `done()`. The test server runs in the test's own loop, so
+    this waits for the server to get there, on no wall clock (the timeout is a guard)."""
+    async with asyncio.timeout(10):
+        while not done():  # noqa: ASYNC110 -- the condition is the server's state, not an event
+            await asyncio.sleep(0)

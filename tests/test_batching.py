@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -34,10 +35,32 @@ class Recorder:
         return task
 
 
-async def started(fn: Recorder, **kw: float) -> MicroBatcher[int, int]:
-    batcher: MicroBatcher[int, int] = MicroBatcher(fn, **kw)  # type: ignore[arg-type]
+async def started(fn: Recorder, **kw: Any) -> MicroBatcher[int, int]:
+    batcher: MicroBatcher[int, int] = MicroBatcher(fn, **kw)
     batcher.start()
     return batcher
+
+
+async def stepped(done: Callable[[], bool]) -> None:
+    """Run the event loop step by step until `done()` (no wall clock involved)."""
+    for _ in range(10_000):
+        if done():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the loop settled without it")
+
+
+async def queued(batcher: MicroBatcher[int, int], n: int) -> None:
+    """Until `n` items wait in the batcher's queue."""
+    await stepped(lambda: len(batcher) >= n)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.mark.asyncio
@@ -46,8 +69,7 @@ async def test_items_arriving_during_a_batch_form_the_next_batches() -> None:
     batcher = await started(fn, max_batch=4, max_wait=0.0)
     first = await fn.hold_first(batcher, 0)
     rest = [asyncio.create_task(batcher.submit(i)) for i in range(1, 7)]
-    await asyncio.sleep(0.05)
-    assert len(batcher) == 6  # queued behind the held batch
+    await queued(batcher, 6)  # queued behind the held batch
     fn.gate.set()
     assert [await first, *(await asyncio.gather(*rest))] == [0, 10, 20, 30, 40, 50, 60]
     assert fn.batches == [[0], [1, 2, 3, 4], [5, 6]]
@@ -55,7 +77,7 @@ async def test_items_arriving_during_a_batch_form_the_next_batches() -> None:
 
 
 @pytest.mark.asyncio
-async def test_wait_clock_starts_at_first_item_and_a_full_batch_goes_at_once() -> None:
+async def test_a_full_batch_goes_at_once() -> None:
     fn = Recorder()
     batcher = await started(fn, max_batch=3, max_wait=30.0)
     results = await asyncio.wait_for(asyncio.gather(*(batcher.submit(i) for i in range(3))), 10)
@@ -64,11 +86,37 @@ async def test_wait_clock_starts_at_first_item_and_a_full_batch_goes_at_once() -
 
 
 @pytest.mark.asyncio
-async def test_a_lone_item_goes_after_max_wait() -> None:
-    fn = Recorder()
-    batcher = await started(fn, max_batch=64, max_wait=0.02)
-    assert await asyncio.wait_for(batcher.submit(4), 10) == 40
-    assert fn.batches == [[4]]
+async def test_the_wait_clock_starts_at_the_first_item() -> None:
+    """Item 1 is queued at t=0 while a batch runs; at t=30 (max_wait later, on the injected
+    clock) item 2 comes. When the running batch ends, 1 and 2 go at once: counted from item
+    2, or from when the batcher got back to its queue, they would wait 30 more seconds."""
+    fn, clock = Recorder(), Clock()
+    batcher = await started(fn, max_batch=3, max_wait=30.0, clock=clock)
+    fn.gate.clear()
+    full = [asyncio.create_task(batcher.submit(i)) for i in (10, 11, 12)]  # goes at once
+    await asyncio.to_thread(fn.entered.wait, 10)  # ... and is held open
+    one = asyncio.create_task(batcher.submit(1))
+    await queued(batcher, 1)
+    clock.now = 30.0
+    two = asyncio.create_task(batcher.submit(2))
+    await queued(batcher, 2)
+    fn.gate.set()
+    async with asyncio.timeout(10):  # a guard: 30 s would mean the clock started late
+        assert [*(await asyncio.gather(*full)), await one, await two] == [100, 110, 120, 10, 20]
+    assert fn.batches == [[10, 11, 12], [1, 2]]
+    await batcher.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_lone_item_waits_max_wait_then_goes() -> None:
+    fn, seen = Recorder(), list[BatchStats]()
+    batcher = await started(fn, max_batch=64, max_wait=0.2, on_batch=seen.append)
+    lone = asyncio.create_task(batcher.submit(4))
+    await queued(batcher, 1)
+    await stepped(lambda: batcher._task is not None and len(batcher) == 1)
+    assert not lone.done() and fn.batches == []  # held for its batch to fill
+    assert await asyncio.wait_for(lone, 10) == 40
+    assert fn.batches == [[4]] and seen[0].waits[0] >= 0.2 - 0.001  # it went after max_wait
     await batcher.stop()
 
 
@@ -103,7 +151,7 @@ async def test_cancelled_callers_are_skipped() -> None:
     batcher = await started(fn, max_batch=8, max_wait=0.0)
     first = await fn.hold_first(batcher, 0)
     a, b, c = (asyncio.create_task(batcher.submit(i)) for i in (1, 2, 3))
-    await asyncio.sleep(0.01)
+    await queued(batcher, 3)
     b.cancel()
     fn.gate.set()
     assert (await first, await a, await c) == (0, 10, 30)
@@ -117,12 +165,12 @@ async def test_a_full_queue_refuses_at_once() -> None:
     fn = Recorder()
     batcher = await started(fn, max_batch=8, max_wait=0.0, max_queue=2)
     first = await fn.hold_first(batcher, 0)
-    queued = [asyncio.create_task(batcher.submit(i)) for i in (1, 2)]
-    await asyncio.sleep(0.01)
+    waiting = [asyncio.create_task(batcher.submit(i)) for i in (1, 2)]
+    await queued(batcher, 2)
     with pytest.raises(QueueFull):
         await batcher.submit(3)
     fn.gate.set()
-    assert [await first, *(await asyncio.gather(*queued))] == [0, 10, 20]
+    assert [await first, *(await asyncio.gather(*waiting))] == [0, 10, 20]
     await batcher.stop()
 
 
@@ -133,15 +181,15 @@ async def test_stop_finishes_queued_work_then_refuses() -> None:
         await MicroBatcher(fn).submit(1)  # type: ignore[arg-type]
     batcher = await started(fn, max_batch=2, max_wait=0.0)
     first = await fn.hold_first(batcher, 0)
-    queued = [asyncio.create_task(batcher.submit(i)) for i in (1, 2, 3)]
-    await asyncio.sleep(0.01)
+    waiting = [asyncio.create_task(batcher.submit(i)) for i in (1, 2, 3)]
+    await queued(batcher, 3)
     stopping = asyncio.create_task(batcher.stop())
-    await asyncio.sleep(0.01)
+    await stepped(lambda: not batcher.running)
     with pytest.raises(BatcherStopped):
         await batcher.submit(9)
     fn.gate.set()
     await stopping
-    assert [await first, *(await asyncio.gather(*queued))] == [0, 10, 20, 30]
+    assert [await first, *(await asyncio.gather(*waiting))] == [0, 10, 20, 30]
     assert not batcher.running
 
 
@@ -173,7 +221,7 @@ async def test_prepare_maps_items_as_they_leave_the_queue() -> None:
     batcher.start()
     first = await fn.hold_first(batcher, 0)
     late = asyncio.create_task(batcher.submit(1))
-    await asyncio.sleep(0.01)
+    await queued(batcher, 1)
     latest["value"] = 5  # the state moved on while the item waited
     fn.gate.set()
     assert (await first, await late) == (0, 50)

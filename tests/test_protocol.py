@@ -1,4 +1,4 @@
-"""server/protocol.py: codecs round-trip, and every malformed frame gets its named error."""
+"""protocol/codec.py: codecs round-trip, and every malformed frame gets its named error."""
 
 from __future__ import annotations
 

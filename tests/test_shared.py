@@ -1,6 +1,8 @@
 """Shared sessions (rooms) and resumable sessions, end to end: a real server on a loopback
 port, real WebSocket clients (the client library and raw sockets), the real model and
-UNIPEN digits. server/hub.py wires server/rooms.py (tested alone in test_rooms.py)."""
+UNIPEN digits. The cores are tested alone in test_canvas.py, test_store.py and
+test_connection.py. No test waits for quiet: `drain` lets the server's predictions settle,
+then reads up to a pong; time-outs run on a clock the test moves."""
 
 from __future__ import annotations
 
@@ -12,22 +14,23 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from client import DigitsClient, JoinRefused, Prediction, ServerError, connect
 from protocol import (
     Cleared,
     Error,
     Joined,
+    Pong,
     Presence,
     ServerMessage,
     StrokeEvent,
     Undone,
 )
-from tests.serverkit import MakeClient, start, unipen_digits
+from server.app import CONNECTIONS, HUB
+from tests.serverkit import MakeClient, start, stepped, unipen_digits
 
 pytestmark = pytest.mark.asyncio
-
-QUIET_S = 0.4  # no message for this long: everything sent has arrived
 
 
 @contextlib.asynccontextmanager
@@ -40,13 +43,44 @@ async def clients(url: str, n: int, **kwargs: Any) -> AsyncIterator[list[DigitsC
             await c.close()
 
 
-async def drain(c: DigitsClient, quiet_s: float = QUIET_S) -> list[ServerMessage]:
-    """Every message until none has come for `quiet_s`."""
-    out = []
-    with contextlib.suppress(TimeoutError):
-        while True:
-            out.append(await asyncio.wait_for(c.receive(), quiet_s))
-    return out
+async def drain(app: web.Application, *cs: DigitsClient) -> list[list[ServerMessage]]:
+    """Every message the server has sent each client so far. A first ping from each proves
+    the server has handled all they sent; then no drawing may have a prediction in flight;
+    then a second ping's pong comes after everything sent to that client."""
+    for c in cs:
+        await c.ping()
+    drawings = [conn.session.drawing for conn in app[CONNECTIONS]]
+    for drawing in {id(d): d for d in drawings if d is not None}.values():
+        await drawing.settled()
+    heard = []
+    for c in cs:
+        await c.ping()
+        out, pongs = [], 0
+        async with asyncio.timeout(10):
+            while pongs < 2:
+                msg = await c.receive()
+                if isinstance(msg, Pong):
+                    pongs += 1
+                else:
+                    out.append(msg)
+        heard.append(out)
+    return heard
+
+
+class Clock:
+    """The hub's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def hub_clock(app: web.Application) -> Clock:
+    clock = Clock()
+    app[HUB].clock = clock
+    return clock
 
 
 async def until(c: DigitsClient, kind: type, **fields: Any) -> Any:
@@ -77,7 +111,6 @@ async def draw(c: DigitsClient, strokes: list[list[list[float]]]) -> None:
         await c.start_stroke(stroke[:1])
         for i in range(1, len(stroke), 4):
             await c.points(stroke[i : i + 4])
-            await asyncio.sleep(0.002)
         await c.end_stroke()
 
 
@@ -87,7 +120,8 @@ async def draw(c: DigitsClient, strokes: list[list[list[float]]]) -> None:
 async def test_three_members_see_the_same_strokes_and_predictions_in_the_same_order(
     aiohttp_client: MakeClient,
 ) -> None:
-    _, url = await start(aiohttp_client)
+    server, url = await start(aiohttp_client)
+    app = server.app
     one, seven = unipen_digits()[4], unipen_digits()[28]
     async with clients(url, 3) as (a, b, w):
         shared = await a.share()
@@ -99,14 +133,15 @@ async def test_three_members_see_the_same_strokes_and_predictions_in_the_same_or
         ids = [m.member for m in joined_w.members]
         assert ids == [a.welcome.session, b.welcome.session, w.welcome.session]  # type: ignore[union-attr]
         await asyncio.gather(draw(a, one.strokes), draw(b, seven.strokes))
-        heard = await asyncio.gather(drain(a), drain(b), drain(w))
+        sent = [c._seq for c in (a, b, w)]  # each one's latest seq, before drain's pings
+        heard = await drain(app, a, b, w)
     marker = Presence(shared.room, "joined", ids[2], "watch")
     a_msgs, b_msgs, w_msgs = after(heard[0], marker), after(heard[1], marker), heard[2]
     w_msgs = w_msgs[1:] if isinstance(w_msgs[0], Prediction) else w_msgs  # its own join's
     assert live(a_msgs) == live(b_msgs) == live(w_msgs) != []
-    for member, msgs in ((a, a_msgs), (b, b_msgs), (w, w_msgs)):  # each its own latest seq
+    for last, msgs in zip(sent, (a_msgs, b_msgs, w_msgs), strict=True):  # each its own seq
         seqs = [p.seq for p in msgs if isinstance(p, Prediction)]
-        assert seqs == sorted(seqs) and seqs[-1] == member._seq
+        assert seqs == sorted(seqs) and seqs[-1] == last
     assert {p.seq for p in w_msgs if isinstance(p, Prediction)} == {joined_w.seq}
     assert live(w_msgs)[-1][-1] == len(one.strokes) + len(seven.strokes)
     strokes = [m for m in w_msgs if isinstance(m, StrokeEvent)]
@@ -166,16 +201,17 @@ async def test_the_shared_ink_is_recognized_like_a_solo_drawing(aiohttp_client: 
 
 
 async def test_a_watcher_cannot_draw_undo_or_clear(aiohttp_client: MakeClient) -> None:
-    _, url = await start(aiohttp_client)
+    server, url = await start(aiohttp_client)
+    app = server.app
     async with clients(url, 2) as (a, w):
         await draw(a, [[[0, 0], [0, 40]]])
         shared = await a.share()
         await w.join(shared.room, shared.watch_token)
-        await drain(a)
+        (await drain(app, a))[0]
         for seq in (await w.start_stroke([[1, 1]]), await w.undo(), await w.clear()):
             err = await until(w, Error)
             assert (err.code, err.seq) == ("watch_only", seq)
-        assert [m for m in await drain(a) if not isinstance(m, Prediction)] == []
+        assert [m for m in (await drain(app, a))[0] if not isinstance(m, Prediction)] == []
         assert (await w.recognize()).strokes == 1  # watching still reads the answer
         await w.points([[2, 2]])
         assert (await until(w, Error)).code == "watch_only"
@@ -184,7 +220,8 @@ async def test_a_watcher_cannot_draw_undo_or_clear(aiohttp_client: MakeClient) -
 async def test_wrong_tokens_and_unknown_rooms_get_the_same_refusal(
     aiohttp_client: MakeClient,
 ) -> None:
-    _, url = await start(aiohttp_client)
+    server, url = await start(aiohttp_client)
+    app = server.app
     digit = unipen_digits()[8]
     async with clients(url, 2) as (a, b):
         shared = await a.share()
@@ -201,7 +238,7 @@ async def test_wrong_tokens_and_unknown_rooms_get_the_same_refusal(
         assert len(set(refusals)) == 1 and refusals[0][0] == "room_refused"
         assert b.room is None
         assert (await b.draw(digit.strokes, point_interval=0)).top[0].digit == digit.expected  # type: ignore[union-attr]
-        assert [m for m in await drain(a) if isinstance(m, Presence | StrokeEvent)] == []
+        assert [m for m in (await drain(app, a))[0] if isinstance(m, Presence | StrokeEvent)] == []
 
 
 async def test_misplaced_room_messages_get_named_errors(aiohttp_client: MakeClient) -> None:
@@ -293,7 +330,8 @@ async def test_rooms_per_client_address_are_limited(aiohttp_client: MakeClient) 
 
 
 async def test_leaving_keeps_a_copy_and_tells_the_others(aiohttp_client: MakeClient) -> None:
-    _, url = await start(aiohttp_client)
+    server, url = await start(aiohttp_client)
+    app = server.app
     digit = unipen_digits()[16]
     async with clients(url, 2) as (a, b):
         await draw(a, digit.strokes)
@@ -307,15 +345,19 @@ async def test_leaving_keeps_a_copy_and_tells_the_others(aiohttp_client: MakeCli
         assert mine.strokes == len(digit.strokes) and mine.top[0].digit == digit.expected
         await b.start_stroke([[0, 0], [5, 5]])  # on b's own canvas now
         assert (await until(b, Prediction)).strokes == len(digit.strokes) + 1
-        assert [m for m in await drain(a) if isinstance(m, StrokeEvent)] == []
+        assert [m for m in (await drain(app, a))[0] if isinstance(m, StrokeEvent)] == []
 
 
 async def test_an_empty_room_expires_after_its_ttl(aiohttp_client: MakeClient) -> None:
-    _, url = await start(aiohttp_client, room_empty_ttl_s=0.2)
+    server, url = await start(aiohttp_client, room_empty_ttl_s=300.0)
+    clock = hub_clock(server.app)
     async with clients(url, 2) as (a, b):
         shared = await a.share()
         await a.leave()
-        await asyncio.sleep(0.5)
+        clock.now += 299.9
+        await b.join(shared.room, shared.watch_token)  # empty, not expired: it still works
+        await b.leave()
+        clock.now += 300.0
         with pytest.raises(JoinRefused) as info:
             await b.join(shared.room, shared.draw_token)
         assert info.value.code == "room_refused"
@@ -348,12 +390,14 @@ async def test_resume_within_the_grace_period_keeps_the_session(aiohttp_client: 
 async def test_after_the_grace_period_the_client_is_told_it_is_gone(
     aiohttp_client: MakeClient,
 ) -> None:
-    _, url = await start(aiohttp_client, resume_grace_s=0.2)
+    server, url = await start(aiohttp_client, resume_grace_s=60.0)
+    clock, parked = hub_clock(server.app), server.app[HUB].parked
     async with connect(url) as c:
         await c.start_stroke([[0, 0], [0, 40]])
         assert c.welcome is not None
         session, token = c.welcome.session, c.welcome.resume_token
-    await asyncio.sleep(0.5)
+    await stepped(lambda: len(parked) == 1)  # the server saw the connection end
+    clock.now += 60.0
     async with connect(url, resume=token) as c:
         welcome = c.welcome
         assert welcome is not None and not welcome.resumed
@@ -365,7 +409,8 @@ async def test_after_the_grace_period_the_client_is_told_it_is_gone(
 
 
 async def test_a_dropped_member_resumes_into_its_room(aiohttp_client: MakeClient) -> None:
-    _, url = await start(aiohttp_client)
+    server, url = await start(aiohttp_client)
+    app = server.app
     async with clients(url, 1) as (a,):
         shared = await a.share()
         b = await DigitsClient.open(url)
@@ -385,20 +430,24 @@ async def test_a_dropped_member_resumes_into_its_room(aiohttp_client: MakeClient
             assert (await until(b2, Prediction)).strokes == 1
             await b2.start_stroke([[5, 5]])
             assert (await until(a, StrokeEvent, event="start")).author == b.welcome.session
-        presences = [m for m in await drain(a) if isinstance(m, Presence)]
+        presences = [m for m in (await drain(app, a))[0] if isinstance(m, Presence)]
         assert presences == []  # parked, not gone: nobody was told it left
 
 
 async def test_a_member_gone_past_the_grace_period_leaves_its_room(
     aiohttp_client: MakeClient,
 ) -> None:
-    _, url = await start(aiohttp_client, resume_grace_s=0.2)
+    server, url = await start(aiohttp_client, resume_grace_s=60.0)
+    clock, hub = hub_clock(server.app), server.app[HUB]
     async with clients(url, 1) as (a,):
         shared = await a.share()
         b = await DigitsClient.open(url)
         await b.join(shared.room, shared.watch_token)
         assert b.welcome is not None
         await b.close()
+        await stepped(lambda: len(hub.parked) == 1)
+        clock.now += 60.0
+        await hub.expire()  # what the sweeper does every second
         presence = await until(a, Presence, event="left")
         assert (presence.member, presence.role) == (b.welcome.session, "watch")
 

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import socket
+import threading
 from typing import Any
 
 import aiohttp
@@ -18,9 +19,16 @@ import pytest
 
 from client import ConnectionClosed, DigitsClient, Prediction, ServerError, connect
 from protocol import Error, Pong, decode_server
-from server.app import CONNECTIONS, RECOGNIZER
+from server.app import CLIENTS, CONNECTIONS, RECOGNIZER
 from server.raster import ink_bounds, rasterize
-from tests.serverkit import MakeClient, metric, start, unipen_digits, unlimited_session
+from tests.serverkit import (
+    MakeClient,
+    metric,
+    start,
+    stepped,
+    unipen_digits,
+    unlimited_session,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -166,26 +174,29 @@ async def test_undo_and_clear(aiohttp_client: MakeClient) -> None:
 
 
 async def test_a_fast_sender_gets_few_current_predictions(aiohttp_client: MakeClient) -> None:
+    """299 updates while the first prediction is held in the model (the real batch function,
+    behind a gate): they coalesce into one prediction of the newest ink."""
     client, url = await start(aiohttp_client)
+    batcher = client.app[RECOGNIZER].batcher
+    entered, gate, real = threading.Event(), threading.Event(), batcher._fn
+    batcher._fn = lambda items: (entered.set(), gate.wait(10), real(items))[2]
     async with unlimited_session() as http:
         ws = await raw_socket(http, url, binary=True)
+        await send(ws, {"type": "start", "points": [[0, 0]], "seq": 0}, binary=True)
+        await asyncio.to_thread(entered.wait, 10)  # its prediction is in the model
         updates = 300
-        frames = [msgpack.packb({"type": "start", "points": [[0, 0]], "seq": 0})]
-        frames += [
-            msgpack.packb({"type": "points", "points": [[i, (i * 7) % 50]], "seq": i})
-            for i in range(1, updates)
-        ]
-        frames.append(msgpack.packb({"type": "recognize", "seq": updates}))
-        for frame in frames:  # no awaits between frames of one burst reach the server
-            await ws.send_bytes(frame)
-        live = []
-        while (msg := await next_message(ws))["type"] == "prediction" and not msg["final"]:
-            live.append(msg["seq"])
-        assert msg["final"] and msg["seq"] == updates
-    assert 1 <= len(live) < updates / 2  # coalesced: far fewer predictions than updates
-    assert live == sorted(live) and len(set(live)) == len(live)
+        for i in range(1, updates):
+            await send(ws, {"type": "points", "points": [[i, (i * 7) % 50]], "seq": i}, True)
+        await send(ws, {"type": "ping", "seq": updates}, binary=True)
+        assert await next_message(ws) == {"type": "pong", "seq": updates}  # all were handled
+        gate.set()
+        live = [(await until(ws, "prediction"))["seq"] for _ in range(2)]
+        assert live == [0, updates - 1]  # the one in flight, then one of the newest ink
+        await send(ws, {"type": "recognize", "seq": updates + 1}, binary=True)
+        final = await until(ws, "prediction")
+        assert final["final"] and final["seq"] == updates + 1
     text = await (await client.get("/metrics")).text()
-    assert metric(text, "digits_predictions_total", '{kind="live"}') == len(live)
+    assert metric(text, "digits_predictions_total", '{kind="live"}') == 2
 
 
 async def test_concurrent_sessions_share_inference_batches(aiohttp_client: MakeClient) -> None:
@@ -437,7 +448,7 @@ async def test_idle_connections_are_closed(aiohttp_client: MakeClient) -> None:
 
 
 async def test_connections_per_client_and_in_total_are_limited(aiohttp_client: MakeClient) -> None:
-    _, url = await start(aiohttp_client, max_connections_per_client=2)
+    server, url = await start(aiohttp_client, max_connections_per_client=2)
     async with unlimited_session() as http:
         kept = [await raw_socket(http, url) for _ in range(2)]
         extra = await raw_socket(http, url, hello=False)
@@ -445,7 +456,7 @@ async def test_connections_per_client_and_in_total_are_limited(aiohttp_client: M
         assert (await next_message(extra))["code"] == "too_many_connections"
         assert (await next_message(extra))["code"] == 1013
         await kept[0].close()
-        await asyncio.sleep(0.05)
+        await stepped(lambda: server.app[CLIENTS].total() < 2)
         assert (await raw_socket(http, url)).closed is False  # a slot came free
     _, url = await start(aiohttp_client, max_connections=1)
     async with connect(url), unlimited_session() as http:
@@ -574,7 +585,7 @@ async def test_a_client_that_never_reads_is_bounded_and_others_are_served(
     stubborn = await StubbornSocket.open(str(client.host), int(client.port))
     await stubborn.send({"type": "hello", "version": 1, "preview": True})  # ~1 KB predictions
     await stubborn.send({"type": "start", "points": [[0, 0]], "seq": 0})
-    await asyncio.sleep(0.1)
+    await stepped(lambda: len(app[CONNECTIONS]) == 1)
     # A slow network: small kernel buffers on the server side too (else loopback absorbs MBs).
     (conn,) = app[CONNECTIONS]
     conn.peer.request.transport.get_extra_info("socket").setsockopt(  # type: ignore[attr-defined]
@@ -585,14 +596,12 @@ async def test_a_client_that_never_reads_is_bounded_and_others_are_served(
     async with connect(url) as polite:
         for seq in range(1, last + 1):
             await stubborn.send({"type": "points", "points": [[seq % 97, seq % 89]], "seq": seq})
-            await asyncio.sleep(0.002)  # pen speed or so: the server predicts as it goes
+            await asyncio.sleep(0.002)  # a pen's pace, not a wait for an event
             if seq % 250 == 0:
                 final = await polite.draw(digit.strokes, point_interval=0)
                 assert final is not None and final.top[0].digit == digit.expected
                 await polite.clear()
                 assert conn.peer.buffered() <= 8192 + 2048  # the limit plus one prediction
-    text = await (await client.get("/metrics")).text()
-    assert metric(text, "digits_predictions_total", '{kind="live"}') < last / 4
     # Once it reads again it gets the prediction of its latest ink, not a backlog.
     latest = b"\xa3seq\xcd" + last.to_bytes(2, "big")
     data = await stubborn.read_all(until=latest)
@@ -617,7 +626,7 @@ async def test_a_client_that_sends_but_never_reads_is_dropped(aiohttp_client: Ma
         while conn.open:  # it keeps sending, about at pen speed, and never reads
             seq += 1
             await stubborn.send({"type": "start", "points": [[seq % 97, seq % 89]], "seq": seq})
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # a pen's pace, not a wait for an event
     close_1008 = b"\x88\x0a" + (1008).to_bytes(2, "big") + b"too_slow"  # the close frame
     data = await stubborn.read_all(until=close_1008)
     assert b"\xa4code\xa8too_slow" in data and close_1008 in data
@@ -633,8 +642,7 @@ async def test_a_full_inference_queue_answers_overloaded_and_recovers(
     batcher = client.app[RECOGNIZER].batcher
     async with connect(url) as first, connect(url) as second:
         await first.start_stroke([[0, 0], [5, 5]])  # queued, held by the batch wait
-        while len(batcher) == 0:  # noqa: ASYNC110 -- the batcher has no "queued" event
-            await asyncio.sleep(0.001)
+        await stepped(lambda: len(batcher) > 0)
         seq = await second.start_stroke([[0, 0], [9, 9]])
         error = await next_error(second)
         assert (error.code, error.seq) == ("overloaded", seq)
@@ -660,8 +668,7 @@ async def test_a_queued_live_prediction_reflects_the_newest_ink(aiohttp_client: 
     batcher = client.app[RECOGNIZER].batcher
     async with connect(url) as c:
         await c.start_stroke([[0, 0]])  # its prediction is queued, the batch held open
-        while len(batcher) == 0:  # noqa: ASYNC110 -- the batcher has no "queued" event
-            await asyncio.sleep(0.001)
+        await stepped(lambda: len(batcher) > 0)
         await c.points([[5, 5]])
         newest = await c.points([[9, 0]])
         first = await c.receive()
