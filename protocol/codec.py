@@ -196,6 +196,9 @@ def decode(data: bytes | str, limits: m.Limits = DEFAULT_LIMITS) -> m.ClientMess
 # ---- encoding --------------------------------------------------------------------------
 
 
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+
+
 def _fields(cls: type) -> tuple[str, ...]:
     names = _FIELDS.get(cls)
     if names is None:
@@ -206,13 +209,19 @@ def _fields(cls: type) -> tuple[str, ...]:
 def _wire(value: Any, binary: bool) -> Any:
     """A field value as msgpack/JSON data: dataclasses become maps, tuples lists, and
     bytes stay bin in msgpack but become base64 text in JSON."""
-    if isinstance(value, tuple | list):
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is tuple or kind is list:
         return [_wire(v, binary) for v in value]
-    if isinstance(value, bytes):
+    if kind is bytes:
         return value if binary else base64.b64encode(value).decode("ascii")
-    if dataclasses.is_dataclass(value):
-        return {name: _wire(getattr(value, name), binary) for name in _fields(type(value))}
-    return value
+    names = _FIELDS.get(kind)
+    if names is None and dataclasses.is_dataclass(value):
+        names = _fields(kind)
+    if names is None:
+        return value  # a str or int subclass (an enum member), as msgpack and JSON write it
+    return {name: _wire(getattr(value, name), binary) for name in names}
 
 
 def encode(msg: m.ServerMessage, binary: bool) -> bytes | str:
