@@ -48,6 +48,7 @@ STATUS: dict[Code, int] = {
 JSON_TYPE = "application/json"
 MULTIPART_TYPE = "multipart/form-data"
 SNIFFED_TYPE = "application/octet-stream"  # a multipart part of this type is tried as an image
+_INLINE_JSON_BYTES = 32768  # smaller JSON bodies are parsed on the loop: cheaper than a thread hop
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +160,11 @@ class HttpApi:
 
     async def _json(self, request: web.Request, recognizer: Recognizer) -> tuple[str, Any]:
         data = await _read(request, self.limits.max_body_bytes)
-        loop = asyncio.get_running_loop()
-        drawings, single, options = await loop.run_in_executor(None, self._drawings, data)
+        if len(data) <= _INLINE_JSON_BYTES:
+            drawings, single, options = self._drawings(data)
+        else:  # parsing megabytes would stall every socket on the loop
+            loop = asyncio.get_running_loop()
+            drawings, single, options = await loop.run_in_executor(None, self._drawings, data)
         predictions = await asyncio.gather(
             *(recognizer.predict(snap, options.top_k, options.preview) for snap in drawings)
         )
