@@ -68,6 +68,10 @@ def decode(data: bytes, limits: ImageLimits = ImageLimits()) -> PILImage.Image:
     if not data:
         raise ImageError(Code.BAD_IMAGE, "the image is empty (zero bytes)")
     picture = _open(data, limits)
+    if picture.format == "JPEG":  # let the decoder scale by 1/2, 1/4 or 1/8 on the way
+        width, height = picture.size
+        factor = max(1, max(width, height) // _DETAIL)
+        picture.draft(None, (max(1, width // factor), max(1, height // factor)))
     try:
         picture.load()
     except (OSError, ValueError, SyntaxError, EOFError) as exc:

@@ -79,6 +79,15 @@ def test_polarity_colour_size_and_position_do_not_matter(style: Style) -> None:
     assert bundled_model().predict_batch(styled[None])[0].argmax() == digit.label
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_large_photos(fmt: str) -> None:
+    """A 2000x2000 picture (JPEG decodes it at a reduced scale straight away)."""
+    digit = unipen_digits()[21]
+    small = Image.open(io.BytesIO(digit_file(digit, size=400, height=0.5, noise=0.05)))
+    data = encoded(np.asarray(small.resize((2000, 2000), Image.Resampling.BICUBIC)), fmt)
+    assert bundled_model().predict_batch(preprocess(data)[None])[0].argmax() == digit.label
+
+
 def test_noise_and_specks_are_ignored() -> None:
     digit = unipen_digits()[12]
     clean = preprocess(digit_file(digit))
