@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 from aiohttp import BodyPartReader, web
 
+from server.batching import BatcherStopped
 from server.config import Settings
 from server.errors import ClientError, Code
 from server.images import MEDIA_TYPES, ImageLimits, preprocess
@@ -27,6 +29,8 @@ from server.metrics import Metrics
 from server.protocol import MAX_TOP_K, VERSION, Prediction, parse_points
 from server.recognizer import Recognizer
 from server.session import Snapshot
+
+log = logging.getLogger(__name__)
 
 #: HTTP status of each error code this endpoint answers with (anything else: 400).
 STATUS: dict[Code, int] = {
@@ -141,6 +145,12 @@ class HttpApi:
             status = 200
         except ClientError as exc:
             status, body = self._error(exc)
+        except BatcherStopped:  # shutting down
+            status, body = self._error(ClientError(Code.OVERLOADED, "the server is stopping"))
+        except Exception:  # a bug of ours: the client learns only "internal"
+            log.exception("failed answering POST /v1/recognize")
+            status, body = 500, {"error": {"code": str(Code.INTERNAL), "message": "internal error"}}
+            self.metrics.count(self.metrics.errors, Code.INTERNAL)
         elapsed = time.perf_counter() - started
         self.metrics.http_requests.labels(kind, str(status)).inc()
         self.metrics.http_seconds.labels(kind).observe(elapsed)
