@@ -3,7 +3,9 @@ subprocess on loopback): a 280x280 PNG of a UNIPEN digit, beside the same digit 
 strokes and a bare GET /healthz (the HTTP floor), measured in the same run, one request at a
 time. "server ms" is the handler's own time from the Server-Timing header (body read,
 decode and preprocessing, the shared micro-batcher, the model, the answer); "round trip ms"
-adds the client and loopback. Medians over all requests of all rounds.
+adds the client and loopback. Medians over all requests of all rounds. The PNG is drawn in
+RGB (as a canvas or a photo is) and, for comparison, the same picture saved as grey; the
+preprocessing alone is timed in this process too.
 
     .venv/bin/python bench/image.py [--requests 300] [--rounds 3] [--size 280]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import statistics
 import sys
@@ -19,12 +22,14 @@ import time
 from pathlib import Path
 
 import aiohttp
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine_line
 from bench.image_accuracy import Style, draw_strokes
 from bench.load import Server, free_port
 from convert.data import UNIPEN_FILE, load_strokes
+from server.images import preprocess
 
 
 async def timed(
@@ -60,6 +65,17 @@ async def measure(base: str, cases: Cases, n: int) -> dict[str, tuple[list[float
     return out
 
 
+def in_process_ms(data: bytes | None, n: int = 300) -> float:
+    """Median ms of server.images.preprocess on `data`, called directly (no server)."""
+    assert data is not None
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        preprocess(data)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -70,10 +86,18 @@ def main() -> None:
     args = ap.parse_args()
     sample = next(s for s in load_strokes(UNIPEN_FILE) if s.label is not None)
     png = draw_strokes(sample.strokes, Style(size=args.size))
+    grey = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert("L").save(grey, "PNG")
     strokes = json.dumps({"strokes": sample.strokes}).encode()
+    side = f"{args.size}x{args.size}"
     cases = {
         "GET /healthz (HTTP floor)": ("/healthz", None, ""),
-        f"POST {args.size}x{args.size} PNG ({len(png)} B)": ("/v1/recognize", png, "image/png"),
+        f"POST {side} PNG, RGB ({len(png)} B)": ("/v1/recognize", png, "image/png"),
+        f"POST {side} PNG, grey ({len(grey.getvalue())} B)": (
+            "/v1/recognize",
+            grey.getvalue(),
+            "image/png",
+        ),
         f"POST JSON strokes ({sum(map(len, sample.strokes))} points)": (
             "/v1/recognize",
             strokes,
@@ -91,6 +115,11 @@ def main() -> None:
         for name, (trip, handler) in got.items():
             trips[name] += trip
             servers[name] += handler
+    alone = {
+        name: in_process_ms(data)
+        for name, (_, data, ctype) in cases.items()
+        if ctype == "image/png"
+    }
     print(machine_line())
     print("| request | server ms, median | round trip ms, median | p90 round trip ms |")
     print("|---|---:|---:|---:|")
@@ -99,6 +128,8 @@ def main() -> None:
         trip = sorted(trips[name])
         p90 = trip[int(0.9 * (len(trip) - 1))] * 1000
         print(f"| {name} | {server_ms:.2f} | {statistics.median(trip) * 1000:.2f} | {p90:.2f} |")
+    for name, ms in alone.items():
+        print(f"# server.images.preprocess alone, in this process, {name[5:]}: {ms:.2f} ms median")
 
 
 if __name__ == "__main__":
