@@ -143,7 +143,7 @@ def build_card(
 #: How each figure in the card is measured (run from the repository root).
 COMMANDS = {
     "train": "python -m convert all",
-    "loso": "python -m convert loso --lock /work/heavy.lock; "
+    "loso": "python -m convert loso --epochs 4 --lock /work/heavy.lock; "
     "python -m convert card --loso runs/loso/summary.json",
     "evaluate": "python -m convert evaluate --strokes ../shared/data/unipen/unipen1a-dev.jsonl.gz "
     "../shared/data/unipen/unipen1bcd-dev.jsonl.gz --json",

@@ -35,7 +35,7 @@ class TrainConfig:
     #: UNIPEN sources drawn into training; None means every source in the strokes file.
     train_sources: tuple[str, ...] | None = None
     pretrain_epochs: int = 5
-    head_epochs: int = 4
+    head_epochs: int = 12
     batch_size: int = 128
     learning_rate: float = 2e-3
     seed: int = 20261127
