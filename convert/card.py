@@ -161,7 +161,7 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _loso_section(loso: dict[str, Any] | None, head_epochs: int) -> str:
+def _loso_section(loso: dict[str, Any] | None, head_epochs: int, sources: list[str]) -> str:
     if not loso:
         return (
             "Not measured for this model: run `python -m convert loso` before "
@@ -177,6 +177,9 @@ def _loso_section(loso: dict[str, Any] | None, head_epochs: int) -> str:
             f"| {_num(e.get('0.75'))} | {_pct(lg.get('reject', {}).get('rejected'))} "
             f"({lg.get('reject', {}).get('count', 0)}) | {_pct(r['mnist'])} |"
         )
+    missing = sorted(set(sources) - set(loso["per_source"]))
+    if missing:
+        rows.append(f"| {', '.join(missing)} | not measured: the folds were not run |" + " |" * 8)
     pooled, worst = loso["pooled"], loso["worst_source"] or {}
     pe = pooled["ece_prefix"]
     letters = loso["letters_pooled"]
@@ -268,7 +271,7 @@ the top digit's P < {verdict.get("unsure_below")} (server defaults; `--reject-at
 
 ## Writers it never saw: leave one source out
 
-{_loso_section(card.get("loso"), t.get("head_epochs", 0))}
+{_loso_section(card.get("loso"), t.get("head_epochs", 0), card["train_sources"])}
 ## The shipped model (trained on every source)
 
 | data | float32 | int8 |
