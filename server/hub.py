@@ -333,22 +333,37 @@ class Hub:
                 await ep.send(for_member(prediction, ep.session))
 
     def _final(self, ep: Endpoint, seq: int | None) -> None:
-        """recognize in a room: the final answer for the room's ink goes to the asker."""
+        """recognize in a room: the final answer for the room's ink goes to every member,
+        the asker's with its seq (never dropped), the others' with seq null."""
         room = ep.session.room
         assert room is not None
         snap = snapshot(self.rooms.ink(room), seq, True)
 
         async def answer() -> None:
             try:
-                session = ep.session
-                await ep.send(await self.recognizer.predict(snap, session.top_k, session.preview))
+                prediction = await self.recognizer.predict(snap, MAX_TOP_K, True)
             except ClientError as exc:
                 await ep.send(Error(exc.code, exc.message, seq))
+                return
             except Exception:
                 log.exception("room final prediction failed")
                 await ep.send(Error(Code.INTERNAL, "internal error", seq))
+                return
+            async with self._lock(room):
+                await self._send_final(room, ep, prediction)
 
         self._spawn(answer())
+
+    async def _send_final(self, room: str, asker: Endpoint, prediction: Prediction) -> None:
+        await asker.send(for_member(prediction, asker.session))
+        if room not in self.rooms:
+            return
+        others = dataclasses.replace(prediction, seq=None)
+        for member in self.rooms.members(room):
+            ep = self._online.get(member)
+            if ep is None or ep is asker or ep.backlog() > self.send_buffer_bytes:
+                continue
+            await ep.send(for_member(others, ep.session))
 
     # ---- dropped and resumed sessions ---------------------------------------------------
 
