@@ -229,9 +229,9 @@ class DrawingPage {
   }
 
   /**
-   * Enter always means "recognize", whatever has focus (a button clicked a moment ago keeps
-   * it, and must not be pressed again); Space presses only a button reached from the keyboard.
-   * The share dialog, text fields and "How it works" keep their own keys.
+   * Enter always means "recognize", whatever has focus; Space presses only a focused button,
+   * and buttons take the focus only from the keyboard (see start). The share dialog, text
+   * fields and "How it works" keep their own keys.
    */
   onKeyDown(event) {
     this.conn.wake();
@@ -242,7 +242,7 @@ class DrawingPage {
     if (key === "enter") {
       event.preventDefault();
       if (!event.repeat) this.recognize();
-    } else if (key === " " && !target?.matches("button:focus-visible")) {
+    } else if (key === " " && !target?.closest("button")) {
       event.preventDefault();
     } else if ((key === "delete" || key === "backspace") && !event.repeat) {
       event.preventDefault();
@@ -434,6 +434,13 @@ class DrawingPage {
     on(canvas, "lostpointercapture", this.onPointerUp);
     canvas.addEventListener("contextmenu", (e) => e.preventDefault());
     on(document, "keydown", this.onKeyDown);
+    // A button pressed with a pointer does not take the focus, so no later Enter or Space
+    // presses it again by surprise (Clear twice wiped new drawings). Tab still reaches it.
+    document.addEventListener("mousedown", (e) => {
+      if (e.target instanceof Element && e.target.closest("button") && !e.target.closest("dialog")) {
+        e.preventDefault();
+      }
+    });
     on($("undo"), "click", this.undo);
     on($("redo"), "click", this.redo);
     on($("clear"), "click", this.clear);
