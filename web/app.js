@@ -320,7 +320,9 @@ class DrawingPage {
 
   /** Whether a resumed session holds exactly the page's drawing. */
   inSync(welcome) {
-    return !this.ink.current && welcome.strokes === this.ink.strokes.length && welcome.points === this.ink.points;
+    return (
+      !this.ink.current && welcome.strokes === this.ink.strokes.length && welcome.points === this.ink.points
+    );
   }
 
   /** A new session knows nothing: send the whole drawing, then show only its answer. */
@@ -393,7 +395,8 @@ class DrawingPage {
 
   forgetInvite() {
     this.invite = null;
-    if (window.location.hash) window.history.replaceState(null, "", window.location.pathname + window.location.search);
+    if (window.location.hash)
+      window.history.replaceState(null, "", window.location.pathname + window.location.search);
   }
 
   /** Share links: the room and token ride in the fragment, which browsers never send. */
@@ -455,7 +458,8 @@ class DrawingPage {
     }
     window.addEventListener("hashchange", () => {
       const next = inviteFromURL();
-      if (next && (next.room !== this.invite?.room || next.token !== this.invite?.token)) window.location.reload();
+      if (next && (next.room !== this.invite?.room || next.token !== this.invite?.token))
+        window.location.reload();
     });
 
     new ResizeObserver(() => this.pad.fit() && this.render()).observe(canvas);

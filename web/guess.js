@@ -42,7 +42,11 @@ export function describe(prediction, digit) {
     return { digit: String(digit), text, announce: final ? text : "Keep drawing" };
   }
   if (final) {
-    return { digit: String(digit), text: `Final answer: ${digit} (${p})`, announce: `Final answer: ${digit}` };
+    return {
+      digit: String(digit),
+      text: `Final answer: ${digit} (${p})`,
+      announce: `Final answer: ${digit}`,
+    };
   }
   return { digit: String(digit), text: `Looks like ${digit}, ${p} sure`, announce: `Looks like ${digit}` };
 }

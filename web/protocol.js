@@ -75,7 +75,11 @@ const READERS = {
       input: typeof m.input === "string" ? m.input : null,
     };
   },
-  error: (m) => ({ code: str(m.code), message: typeof m.message === "string" ? m.message : "", seq: seqOf(m) }),
+  error: (m) => ({
+    code: str(m.code),
+    message: typeof m.message === "string" ? m.message : "",
+    seq: seqOf(m),
+  }),
   pong: (m) => ({ seq: seqOf(m) }),
   shared: (m) => ({ room: str(m.room), drawToken: str(m.draw_token), watchToken: str(m.watch_token) }),
   joined: (m) => ({
@@ -91,7 +95,11 @@ const READERS = {
     })),
   }),
   left: (m) => ({ room: str(m.room) }),
-  presence: (m) => ({ event: m.event === "left" ? "left" : "joined", member: str(m.member), role: role(m.role) }),
+  presence: (m) => ({
+    event: m.event === "left" ? "left" : "joined",
+    member: str(m.member),
+    role: role(m.role),
+  }),
   stroke: (m) => ({
     event: ["start", "points", "end"].includes(m.event) ? m.event : "points",
     stroke: count(m.stroke),

@@ -54,7 +54,15 @@ const STEPS = {
     }
     // Back in the same room (a resumed session): the links stay; else the one we came with.
     const tokens = state.room === m.room ? state.tokens : token ? { [m.role]: token } : {};
-    const next = { ...SOLO, room: m.room, role: m.role, member: m.member, members: m.members, tokens, others };
+    const next = {
+      ...SOLO,
+      room: m.room,
+      role: m.role,
+      member: m.member,
+      members: m.members,
+      tokens,
+      others,
+    };
     return { state: next, ink: { load: mine } };
   },
 

@@ -40,5 +40,9 @@ test("each verdict has its own words, and only finals and verdicts are announced
   assert.equal(describe(guess("unsure"), 3).text, "Keep drawing…");
   assert.match(describe(guess("unsure", true), 3).text, /^Not sure: maybe 3 \(90%\)/);
   const not = describe(guess("not_digit", true), 3);
-  assert.deepEqual(not, { digit: "?", text: "That doesn't look like a digit", announce: "That doesn't look like a digit" });
+  assert.deepEqual(not, {
+    digit: "?",
+    text: "That doesn't look like a digit",
+    announce: "That doesn't look like a digit",
+  });
 });

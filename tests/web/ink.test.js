@@ -14,7 +14,10 @@ test("undo and redo move whole strokes and keep the point count", () => {
   assert.equal(ink.undo(), true);
   assert.equal(ink.undo(), false);
   assert.deepEqual([ink.points, ink.isEmpty, ink.canRedo], [0, true, true]);
-  assert.deepEqual(ink.redo(), [[0, 0], [1, 1]]);
+  assert.deepEqual(ink.redo(), [
+    [0, 0],
+    [1, 1],
+  ]);
   assert.deepEqual(ink.redo(), [[5, 5]]);
   assert.equal(ink.redo(), null);
   assert.deepEqual([ink.strokes.length, ink.points], [2, 3]);
@@ -25,7 +28,13 @@ test("undo and redo move whole strokes and keep the point count", () => {
 
 test("clear, load and append keep the count; a kept open stroke goes on emptied", () => {
   const ink = new Ink();
-  ink.load([[[1, 1], [2, 2]], []]);
+  ink.load([
+    [
+      [1, 1],
+      [2, 2],
+    ],
+    [],
+  ]);
   assert.deepEqual([ink.strokes.length, ink.points], [1, 2]);
   ink.begin([3, 3]);
   ink.clear({ keepOpen: true });
@@ -39,10 +48,22 @@ test("clear, load and append keep the count; a kept open stroke goes on emptied"
 });
 
 test("segments are clipped to the pad; wholly outside ones vanish", () => {
-  assert.deepEqual(clipToPad([500, 500], [500, 1500]), [[500, 500], [500, UNITS]]);
-  assert.deepEqual(clipToPad([1500, 500], [500, 500]), [[UNITS, 500], [500, 500]]);
-  assert.deepEqual(clipToPad([-100, 500], [1100, 500]), [[0, 500], [UNITS, 500]]);
-  assert.deepEqual(clipToPad([10, 10], [20, 20]), [[10, 10], [20, 20]]);
+  assert.deepEqual(clipToPad([500, 500], [500, 1500]), [
+    [500, 500],
+    [500, UNITS],
+  ]);
+  assert.deepEqual(clipToPad([1500, 500], [500, 500]), [
+    [UNITS, 500],
+    [500, 500],
+  ]);
+  assert.deepEqual(clipToPad([-100, 500], [1100, 500]), [
+    [0, 500],
+    [UNITS, 500],
+  ]);
+  assert.deepEqual(clipToPad([10, 10], [20, 20]), [
+    [10, 10],
+    [20, 20],
+  ]);
   assert.equal(clipToPad([-10, -10], [-5, 2000]), null);
   assert.equal(clipToPad([1100, 1100], [1200, 900]), null);
 });

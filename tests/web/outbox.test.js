@@ -25,7 +25,13 @@ test("a stroke streams as start, points and end, split at the limit", () => {
   outbox.add([3, 3]);
   outbox.flush(true);
   assert.deepEqual(conn.sent, [
-    { type: "start", points: [[0, 0], [1, 1]] },
+    {
+      type: "start",
+      points: [
+        [0, 0],
+        [1, 1],
+      ],
+    },
     { type: "points", points: [[2, 2]] },
     { type: "points", points: [[3, 3]] },
     { type: "end" },

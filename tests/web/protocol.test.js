@@ -30,11 +30,20 @@ test("a prediction without a verdict (an older server) counts as a digit", () =>
   assert.equal(p.verdict, "digit");
   assert.deepEqual(p.top, [{ digit: 4, p: 0.9 }]);
   const unsure = protocol.parse(
-    JSON.stringify({ type: "prediction", seq: null, final: true, empty: false, top: [{ digit: 4, p: 0.5 }], verdict: "unsure" }),
+    JSON.stringify({
+      type: "prediction",
+      seq: null,
+      final: true,
+      empty: false,
+      top: [{ digit: 4, p: 0.5 }],
+      verdict: "unsure",
+    }),
   );
   assert.equal(unsure.verdict, "unsure");
   assert.equal(unsure.seq, null);
-  const empty = protocol.parse(JSON.stringify({ type: "prediction", seq: 1, final: false, empty: true, top: [] }));
+  const empty = protocol.parse(
+    JSON.stringify({ type: "prediction", seq: 1, final: false, empty: true, top: [] }),
+  );
   assert.equal(empty.verdict, null);
 });
 
@@ -51,12 +60,21 @@ test("room messages are read into the page's shape; points lose their timestamps
   );
   assert.deepEqual(joined.strokes, [{ id: 1, author: "a", points: [[1, 2]], open: true }]);
   assert.equal(joined.role, "watch");
-  const shared = protocol.parse(JSON.stringify({ type: "shared", room: "R", draw_token: "d", watch_token: "w" }));
+  const shared = protocol.parse(
+    JSON.stringify({ type: "shared", room: "R", draw_token: "d", watch_token: "w" }),
+  );
   assert.deepEqual(shared, { type: "shared", room: "R", drawToken: "d", watchToken: "w" });
 });
 
 test("malformed and unknown frames are ignored, never thrown", () => {
-  for (const frame of ["{", "[]", "null", '{"type": 3}', '{"type": "nope"}', '{"type": "shared", "room": 5}']) {
+  for (const frame of [
+    "{",
+    "[]",
+    "null",
+    '{"type": 3}',
+    '{"type": "nope"}',
+    '{"type": "shared", "room": 5}',
+  ]) {
     assert.equal(protocol.parse(frame), null, frame);
   }
   assert.equal(protocol.parse(new ArrayBuffer(3)), null);

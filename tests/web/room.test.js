@@ -31,18 +31,37 @@ test("joining loads our strokes into the ink and keeps the others' apart", () =>
 test("strokes, undo and presence of others change the state; our own echoes do not", () => {
   let { state } = reduce(SOLO, joined, { me: "me" });
   const before = state;
-  state = reduce(state, { type: "stroke", event: "points", stroke: 3, author: "a", points: [[10, 10]] }).state;
-  assert.deepEqual(state.others.get(3), { author: "a", points: [[9, 9], [10, 10]], open: true });
+  state = reduce(state, {
+    type: "stroke",
+    event: "points",
+    stroke: 3,
+    author: "a",
+    points: [[10, 10]],
+  }).state;
+  assert.deepEqual(state.others.get(3), {
+    author: "a",
+    points: [
+      [9, 9],
+      [10, 10],
+    ],
+    open: true,
+  });
   assert.deepEqual(before.others.get(3).points, [[9, 9]]);
   state = reduce(state, { type: "stroke", event: "end", stroke: 3, author: "a", points: [] }).state;
   assert.equal(state.others.get(3).open, false);
-  assert.equal(reduce(state, { type: "stroke", event: "start", stroke: 4, author: "me", points: [] }).state, state);
+  assert.equal(
+    reduce(state, { type: "stroke", event: "start", stroke: 4, author: "me", points: [] }).state,
+    state,
+  );
   assert.equal(reduce(state, { type: "undone", stroke: 2, author: "me" }).state, state);
   state = reduce(state, { type: "undone", stroke: 1, author: "a" }).state;
   assert.deepEqual([...state.others.keys()], [3]);
   state = reduce(state, { type: "presence", event: "joined", member: "w", role: "watch" }).state;
   state = reduce(state, { type: "presence", event: "left", member: "a", role: "draw" }).state;
-  assert.deepEqual(state.members.map((m) => m.member), ["me", "w"]);
+  assert.deepEqual(
+    state.members.map((m) => m.member),
+    ["me", "w"],
+  );
 });
 
 test("a clear by another member clears our ink too, keeping open strokes emptied", () => {
