@@ -320,6 +320,14 @@ def test_everything_fits_on_the_screen_without_scrolling(
         "() => [document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
     )
     assert sizes[0] <= viewport["width"] and sizes[1] <= viewport["height"]
+    if touch:  # a tapped button keeps no hover colour: hover styles need a real hover
+        assert page.js("() => matchMedia('(hover: hover)').matches") is False
+        unguarded = page.js(
+            """() => [...document.styleSheets].flatMap(sheet => [...sheet.cssRules])
+                 .filter(rule => rule.selectorText?.includes(':hover'))
+                 .map(rule => rule.selectorText)"""
+        )
+        assert unguarded == []  # every :hover rule sits inside @media (hover: hover)
 
 
 def test_offline_is_said_by_the_pad(
