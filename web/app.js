@@ -201,7 +201,6 @@ class DrawingPage {
     this.onRoomMessage({ type: "cleared", by: this.room.member }); // everyone's ink, at once
     this.afterTakingBack();
     this.sent(this.conn.send(protocol.clear()));
-    this.showEmpty();
   }
 
   recognize() {
