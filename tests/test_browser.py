@@ -166,10 +166,15 @@ def test_reconnects_after_a_server_restart_and_keeps_the_drawing(
 
 
 def restart(page: Page, srv: ServerProcess) -> None:
+    """Stop the server and start it again; meanwhile the page says by the pad it is offline."""
     srv.stop()
     page.page.wait_for_selector('#conn:not([data-state="open"])', timeout=WAIT_MS)
+    note = page.page.locator("#pad-note")
+    note.wait_for(state="visible", timeout=WAIT_MS)
+    assert "Offline" in note.inner_text()
     srv.start()
     page.wait_connected()
+    note.wait_for(state="hidden", timeout=WAIT_MS)
 
 
 def test_an_idle_page_pauses_and_reconnects_when_drawing_starts(

@@ -330,27 +330,6 @@ def test_everything_fits_on_the_screen_without_scrolling(
         assert unguarded == []  # every :hover rule sits inside @media (hover: hover)
 
 
-def test_offline_is_said_by_the_pad(
-    make_page: Callable[..., Page], samples: Samples, tmp_path: Any
-) -> None:
-    srv = ServerProcess(tmp_path / "server.log")
-    srv.start()
-    try:
-        page = make_page()
-        page.open(srv.url)
-        page.draw(samples.clear[6].strokes)
-        page.wait_settled()
-        srv.stop()
-        note = page.page.locator("#pad-note")
-        note.wait_for(state="visible", timeout=WAIT_MS)
-        assert "Offline" in note.inner_text() and in_view(page, "#pad-note")
-        srv.start()
-        page.wait_connected()
-        note.wait_for(state="hidden", timeout=WAIT_MS)
-    finally:
-        srv.stop()
-
-
 # ---- 7. share links keep their secrets; the page keeps to its CSP ----------------------------
 
 
