@@ -4,6 +4,7 @@
 
 import { Connection, defaultURL } from "./connection.js";
 import { Ink, InkCanvas, clipToPad } from "./ink.js";
+import { readInvite, shareLink, withoutInvite } from "./links.js";
 import { Outbox } from "./outbox.js";
 import * as protocol from "./protocol.js";
 import * as rooms from "./room.js";
@@ -394,19 +395,14 @@ class DrawingPage {
 
   forgetInvite() {
     this.invite = null;
-    if (window.location.hash)
-      window.history.replaceState(null, "", window.location.pathname + window.location.search);
+    if (window.location.hash) window.history.replaceState(null, "", withoutInvite(window.location.href));
   }
 
-  /** Share links: the room and token ride in the fragment, which browsers never send. */
   links() {
     const { room, tokens } = this.room;
-    const link = (token) => {
-      const url = new URL(window.location.href);
-      url.hash = new URLSearchParams({ room, token }).toString();
-      return url.toString();
-    };
-    return room === null ? {} : Object.fromEntries(Object.entries(tokens).map(([k, t]) => [k, link(t)]));
+    if (room === null) return {};
+    const here = window.location.href;
+    return Object.fromEntries(Object.entries(tokens).map(([kind, t]) => [kind, shareLink(here, room, t)]));
   }
 
   async copyLink(button) {
@@ -477,21 +473,11 @@ class DrawingPage {
   }
 }
 
-/** The shared drawing a link invites to: `#room=ID&token=T`. The older `?room=ID&token=T`
- * (which reaches server logs) is accepted once and rewritten to the fragment form. */
+/** The shared drawing this page's address invites to, if any (an old-style link is rewritten). */
 function inviteFromURL() {
-  const url = new URL(window.location.href);
-  const old = url.searchParams;
-  if (old.get("room") && old.get("token") && !url.hash) {
-    url.hash = new URLSearchParams({ room: old.get("room"), token: old.get("token") }).toString();
-    old.delete("room");
-    old.delete("token");
-    window.history.replaceState(null, "", url.toString());
-  }
-  const params = new URLSearchParams(url.hash.slice(1));
-  const room = params.get("room");
-  const token = params.get("token");
-  return room && token ? { room, token } : null;
+  const { invite, rewritten } = readInvite(window.location.href);
+  if (rewritten) window.history.replaceState(null, "", rewritten);
+  return invite;
 }
 
 const page = new DrawingPage();
