@@ -78,6 +78,15 @@ def test_enter_after_clicking_clear_or_undo_recognizes_and_keeps_the_ink(
     page.page.keyboard.press("Space")
     assert stroke_count(page) == 1
 
+    # With the keyboard's focus, Clear is pressed by Space; once the person draws, no longer.
+    page.page.focus("#clear")
+    page.draw(strokes[1:], frame=strokes)
+    page.page.keyboard.press("Space")
+    assert stroke_count(page) == 2
+    page.page.focus("#clear")
+    page.page.keyboard.press("Space")
+    assert page.shown()["state"] == "empty" and page.ink_amount() == 0
+
 
 # ---- 2. the honest guess: see test_a_letter_shows_the_not_a_digit_message (verdict) ---------
 

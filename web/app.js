@@ -77,6 +77,8 @@ class DrawingPage {
     if (this.pen.pointer !== null || (event.pointerType === "mouse" && event.button !== 0)) return;
     event.preventDefault();
     this.conn.wake();
+    // Drawing moves on from any button the keyboard had reached: Space must not press it later.
+    if (document.activeElement instanceof HTMLElement) document.activeElement.blur();
     if (this.watching) {
       this.view.error(describeError({ code: "watch_only" }));
       return;
