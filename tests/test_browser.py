@@ -120,6 +120,7 @@ def test_touch_drawing_works_and_the_page_does_not_scroll(
         "() => document.documentElement.scrollHeight > window.innerHeight"
     )
     assert can_scroll, "the phone layout should be taller than the screen for this test"
+    pad = page.page.locator("#pad").bounding_box()
     # Mostly vertical strokes: the drags most likely to scroll a page.
     page.touch_draw(samples.clear[1].strokes)
     assert page.page.evaluate("() => window.digits.debug.lastPointerType") == "touch"
@@ -128,6 +129,7 @@ def test_touch_drawing_works_and_the_page_does_not_scroll(
     page.touch_draw(samples.clear[2].strokes)
     assert page.recognize()["digit"] == "2"
     assert page.page.evaluate("() => [window.scrollY, window.visualViewport.scale]") == [0, 1]
+    assert page.page.locator("#pad").bounding_box() == pad  # the guess above never moved it
 
 
 def test_reconnects_after_a_server_restart_and_keeps_the_drawing(

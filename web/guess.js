@@ -38,7 +38,7 @@ export function describe(prediction, digit) {
     return { digit: "?", text, announce: text };
   }
   if (verdict === "unsure") {
-    const text = final ? `Not sure: maybe ${digit} (${p}). Keep drawing…` : "Keep drawing…";
+    const text = final ? `Maybe ${digit} (${p}): keep drawing…` : "Keep drawing…";
     return { digit: String(digit), text, announce: final ? text : "Keep drawing" };
   }
   if (final) {

@@ -38,7 +38,7 @@ test("each verdict has its own words, and only finals and verdicts are announced
     announce: "Final answer: 3",
   });
   assert.equal(describe(guess("unsure"), 3).text, "Keep drawing…");
-  assert.match(describe(guess("unsure", true), 3).text, /^Not sure: maybe 3 \(90%\)/);
+  assert.match(describe(guess("unsure", true), 3).text, /^Maybe 3 \(90%\): keep drawing/);
   const not = describe(guess("not_digit", true), 3);
   assert.deepEqual(not, {
     digit: "?",
