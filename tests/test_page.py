@@ -7,6 +7,7 @@ that works under its Content-Security-Policy.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -89,7 +90,7 @@ def test_enter_after_clicking_clear_or_undo_recognizes_and_keeps_the_ink(
     assert page.shown()["state"] == "empty" and page.ink_amount() == 0
 
 
-# ---- 2. the honest guess: see test_a_letter_shows_the_not_a_digit_message (verdict) ---------
+# ---- 2. the honest guess (the verdict in words: tests/web/guess.test.js) ---------------------
 
 
 def test_the_page_never_claims_certainty(page: Page, samples: Samples) -> None:
@@ -274,22 +275,25 @@ def test_live_updates_are_not_announced_one_by_one(page: Page, samples: Samples)
           const live = document.querySelectorAll(
             '[aria-live], [role=status], [role=alert], output');
           const seen = new MutationObserver(() => window.__said.push(
-            [...live].map(el => el.textContent).join('|')));
+            [performance.now(), [...live].map(el => el.textContent.trim()).join('|')]));
           const what = {childList: true, subtree: true, characterData: true};
           for (const el of live) seen.observe(el, what);
         }"""
     )
-    strokes, label = samples.two_part.strokes, samples.two_part.label
-    page.draw(strokes)
+    page.draw(samples.two_part.strokes)
     page.wait_settled()
     for key in ("Control+z", "Control+y") * 2:  # each change brings a new live guess
         page.page.keyboard.press(key)
         page.wait_settled()
-    assert page.shown()["count"] >= 5
-    said = page.js("() => window.__said")
-    assert len(said) <= 1, said  # "Looks like ..." once, when the first guess came
-    page.recognize()
-    page.wait("d => window.__said.at(-1).includes(`Final answer: ${d}`)", label)
+    guesses = page.shown()["count"]
+    said: list[tuple[float, str]] = page.js("() => window.__said")
+    # Live guesses are announced only as their verdict changes ("Looks like 8", "Keep
+    # drawing"), never with each new probability, and at most one every two seconds.
+    assert len(said) < guesses and not any("%" in text for _, text in said), said
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(said)]
+    assert all(gap >= 1900 for gap in gaps), said
+    page.recognize()  # a final answer is said at once
+    page.wait("() => window.__said.at(-1)[1].includes('|Final answer: ')")
 
 
 @pytest.mark.parametrize(
