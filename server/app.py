@@ -19,6 +19,7 @@ from aiohttp import WSMsgType, web
 from server.config import Settings
 from server.connection import Connection
 from server.errors import ClientError, CloseCode, Code
+from server.http_api import HttpApi
 from server.hub import Hub
 from server.metrics import Metrics
 from server.model import Model, load_model
@@ -328,6 +329,7 @@ def create_app(settings: Settings, model: Model | None = None) -> web.Applicatio
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    HttpApi(settings, app[METRICS], lambda: app.get(RECOGNIZER)).add_routes(app)
     if settings.web_dir.is_dir():
         app.router.add_static("/", settings.web_dir)
     return app

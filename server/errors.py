@@ -46,6 +46,14 @@ class Code(StrEnum):
     NOT_IN_ROOM = "not_in_room"  # leave outside a room
     WATCH_ONLY = "watch_only"  # a watcher tried to draw, undo or clear
     TOO_SLOW = "too_slow"  # a room member too far behind in reading; it may resume
+    BAD_JSON = "bad_json"  # HTTP: a body that is not valid JSON
+    TOO_MANY_ITEMS = "too_many_items"  # HTTP: more drawings or images than max_items_per_request
+    NOT_AN_IMAGE = "not_an_image"  # HTTP: the body is not a PNG, JPEG or WebP image
+    BAD_IMAGE = "bad_image"  # HTTP: a truncated, corrupt or zero-sized image
+    IMAGE_TOO_BIG = "image_too_big"  # HTTP: more pixels than max_image_pixels
+    NO_INK = "no_ink"  # HTTP: the image is all one colour
+    BODY_TOO_BIG = "body_too_big"  # HTTP: a request body above max_body_bytes
+    UNSUPPORTED_TYPE = "unsupported_type"  # HTTP: a Content-Type the endpoint does not take
 
 
 #: Codes after which the connection is closed, and the close code used.

@@ -339,17 +339,21 @@ def _points(obj: Mapping[str, Any], limits: Limits, required: bool) -> Points:
     raw = obj.get("points")
     if raw is None and not required:
         return ()
+    return parse_points(raw, limits.max_points_per_message, limits.max_coordinate, "message")
+
+
+def parse_points(raw: Any, max_points: int, max_coordinate: float, per: str) -> Points:
+    """Validate a JSON/msgpack list of [x, y] or [x, y, t] points (at most `max_points`,
+    "per" naming what holds them in the error). Raises ClientError."""
     if not isinstance(raw, list):
         raise _bad("points must be a list of [x, y] or [x, y, t]")
-    if len(raw) > limits.max_points_per_message:
-        raise _bad(
-            f"at most {limits.max_points_per_message} points per message", Code.TOO_MANY_POINTS
-        )
+    if len(raw) > max_points:
+        raise _bad(f"at most {max_points} points per {per}", Code.TOO_MANY_POINTS)
     out = []
     for p in raw:
         if not isinstance(p, list) or len(p) not in (2, 3):
             raise _bad("each point must be [x, y] or [x, y, t]")
-        x, y = _number(p[0], limits.max_coordinate), _number(p[1], limits.max_coordinate)
+        x, y = _number(p[0], max_coordinate), _number(p[1], max_coordinate)
         out.append((x, y) if len(p) == 2 else (x, y, _number(p[2], MAX_TIME)))
     return tuple(out)
 

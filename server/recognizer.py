@@ -6,7 +6,7 @@ batcher's thread), top-k, bounding box and preview bytes. No sockets, no session
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,12 +37,20 @@ def _checked(strokes: tuple[Stroke, ...]) -> tuple[list[Stroke], str | None]:
         return [], str(exc)
 
 
-def predict_strokes(model: Model, batch: list[tuple[Stroke, ...]]) -> list[Outcome]:
+def predict_strokes(
+    model: Model, batch: list[tuple[Stroke, ...]], ready: Sequence[Image | None] = ()
+) -> list[Outcome]:
     """The batch function: rasterize all snapshots in one pass, run the model once on all
     the ink. A snapshot that cannot be drawn gets an Outcome with `error`; it never fails
-    the batch."""
+    the batch. `ready[i]`, when given and not None, is item i's model input already made
+    (an uploaded image; its strokes are empty)."""
     checked = [_checked(strokes) for strokes in batch]
     images = rasterize_batch([arrays for arrays, _ in checked])
+    if ready:
+        images = [
+            given if given is not None else drawn
+            for given, drawn in zip(ready, images, strict=True)
+        ]
     drawn = [img for img in images if img is not None]
     probs = iter(model.predict_batch(np.stack(drawn)) if drawn else ())
     out = []
@@ -70,6 +78,7 @@ class Job:
 
     snapshot: Snapshot
     refresh: Callable[[Snapshot], Snapshot] | None = None
+    image: Image | None = None  # a model input made elsewhere (server.images): not rasterized
 
 
 def _refresh(job: Job) -> Job:
@@ -92,7 +101,9 @@ class Recognizer:
     ) -> None:
         self.model = model
         self.batcher: MicroBatcher[Job, Outcome] = MicroBatcher(
-            lambda jobs: predict_strokes(model, [job.snapshot.strokes for job in jobs]),
+            lambda jobs: predict_strokes(
+                model, [job.snapshot.strokes for job in jobs], [job.image for job in jobs]
+            ),
             prepare=_refresh,
             max_batch=max_batch,
             max_wait=max_wait,
@@ -119,12 +130,7 @@ class Recognizer:
         if snap.points == 0:
             return Prediction(snap.seq, snap.final, empty=True, strokes=0)
         job = Job(snap, refresh)
-        try:
-            outcome = await self.batcher.submit(job)
-        except QueueFull:
-            raise ClientError(
-                Code.OVERLOADED, "server busy: prediction skipped", snap.seq
-            ) from None
+        outcome = await self._submit(job)
         snap = job.snapshot
         if outcome.error is not None:
             raise ClientError(Code.BAD_NUMBER, outcome.error, snap.seq)
@@ -140,3 +146,20 @@ class Recognizer:
             strokes=strokes,
             input=preview_bytes(outcome.image) if preview else None,
         )
+
+    async def predict_image(self, image: Image, k: int, preview: bool) -> Prediction:
+        """The Prediction for a ready 28x28 model input, batched with everyone's ink.
+        Raises ClientError(OVERLOADED) when the inference queue is full."""
+        outcome = await self._submit(Job(Snapshot(None, True, ()), image=image))
+        assert outcome.probs is not None
+        top = top_k(outcome.probs, k)
+        return Prediction(
+            None, True, empty=False, top=top, input=preview_bytes(image) if preview else None
+        )
+
+    async def _submit(self, job: Job) -> Outcome:
+        try:
+            return await self.batcher.submit(job)
+        except QueueFull:
+            seq = job.snapshot.seq
+            raise ClientError(Code.OVERLOADED, "server busy: prediction skipped", seq) from None
