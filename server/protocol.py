@@ -173,6 +173,7 @@ class Prediction:
     bbox: tuple[float, float, float, float] | None = None
     strokes: int = 0
     input: bytes | None = None  # 784 uint8, row-major, 255 = ink; only with preview
+    verdict: str | None = None  # "digit" | "unsure" | "not_digit"; None for empty ink
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,6 +465,7 @@ def _prediction_wire(msg: Prediction, binary: bool) -> dict[str, Any]:
         "top": [{"digit": g.digit, "p": g.p} for g in msg.top],
         "bbox": None if msg.bbox is None else list(msg.bbox),
         "strokes": msg.strokes,
+        "verdict": msg.verdict,
     }
     if msg.input is not None:
         obj["input"] = msg.input if binary else base64.b64encode(msg.input).decode("ascii")
@@ -513,6 +515,7 @@ def _prediction_from(obj: Mapping[str, Any]) -> Prediction:
         else (float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])),
         strokes=int(obj["strokes"]),
         input=raw_input,
+        verdict=None if obj.get("verdict") is None else str(obj["verdict"]),
     )
 
 

@@ -1,7 +1,8 @@
 """Snapshots of ink -> predictions, micro-batched across all sessions.
 
-Belongs here: the batch function (rasterize, then one `predict_batch` call, in the
-batcher's thread), top-k, bounding box and preview bytes. No sockets, no session state.
+Belongs here: the batch function (rasterize, then one `predict_scores` call, in the
+batcher's thread), top-k, the verdict, bounding box and preview bytes. No sockets, no
+session state.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from server.model import Model
 from server.protocol import Guess, Prediction
 from server.raster import Image, InkError, as_strokes, ink_bounds, rasterize_batch
 from server.session import Snapshot, Stroke
+from server.verdict import Thresholds, decide
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,7 @@ class Outcome:
     image: Image | None
     bbox: tuple[float, float, float, float] | None
     error: str | None = None
+    not_digit: float = 0.0  # P(the ink is not a digit)
 
 
 def _checked(strokes: tuple[Stroke, ...]) -> tuple[list[Stroke], str | None]:
@@ -52,11 +55,15 @@ def predict_strokes(
             for given, drawn in zip(ready, images, strict=True)
         ]
     drawn = [img for img in images if img is not None]
-    probs = iter(model.predict_batch(np.stack(drawn)) if drawn else ())
-    out = []
+    scores = model.predict_scores(np.stack(drawn)) if drawn else None
+    out, k = [], 0
     for (arrays, error), image in zip(checked, images, strict=True):
         bbox = ink_bounds(arrays) if arrays else None
-        out.append(Outcome(next(probs) if image is not None else None, image, bbox, error))
+        if image is None or scores is None:
+            out.append(Outcome(None, image, bbox, error))
+            continue
+        out.append(Outcome(scores.digits[k], image, bbox, error, float(scores.not_digit[k])))
+        k += 1
     return out
 
 
@@ -98,8 +105,10 @@ class Recognizer:
         max_wait: float = 0.0,
         max_queue: int = 4096,
         on_batch: Callable[[BatchStats], None] | None = None,
+        thresholds: Thresholds | None = None,
     ) -> None:
         self.model = model
+        self.thresholds = thresholds or Thresholds.from_card(model.card)
         self.batcher: MicroBatcher[Job, Outcome] = MicroBatcher(
             lambda jobs: predict_strokes(
                 model, [job.snapshot.strokes for job in jobs], [job.image for job in jobs]
@@ -145,6 +154,7 @@ class Recognizer:
             bbox=outcome.bbox,
             strokes=strokes,
             input=preview_bytes(outcome.image) if preview else None,
+            verdict=decide(float(outcome.probs.max()), outcome.not_digit, self.thresholds),
         )
 
     async def predict_image(self, image: Image, k: int, preview: bool) -> Prediction:
@@ -154,7 +164,12 @@ class Recognizer:
         assert outcome.probs is not None
         top = top_k(outcome.probs, k)
         return Prediction(
-            None, True, empty=False, top=top, input=preview_bytes(image) if preview else None
+            None,
+            True,
+            empty=False,
+            top=top,
+            input=preview_bytes(image) if preview else None,
+            verdict=decide(float(outcome.probs.max()), outcome.not_digit, self.thresholds),
         )
 
     async def _submit(self, job: Job) -> Outcome:

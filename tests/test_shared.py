@@ -23,7 +23,7 @@ from server.protocol import (
     StrokeEvent,
     Undone,
 )
-from tests.serverkit import MakeClient, start, unipen_digits
+from tests.serverkit import MakeClient, start, unipen_digits, unipen_rejects
 
 pytestmark = pytest.mark.asyncio
 
@@ -159,6 +159,9 @@ async def test_the_shared_ink_is_recognized_like_a_solo_drawing(aiohttp_client: 
         await draw(a, digit.strokes)
         assert (await a.recognize()).top[0].digit == digit.expected
         assert (await w.recognize()).top[0].digit == digit.expected
+        await a.clear()
+        await draw(a, unipen_rejects("#")[0].strokes)
+        assert (await a.recognize()).verdict == (await w.recognize()).verdict == "not_digit"
 
 
 async def test_a_final_answer_reaches_every_member(aiohttp_client: MakeClient) -> None:
