@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.browserkit import AXE, SCREENSHOT, WAIT_MS, Page, Samples, ServerProcess, save_screenshot
+from tests.serverkit import unipen_rejects
 
 pytestmark = pytest.mark.browser
 
@@ -100,6 +101,16 @@ def test_the_page_never_claims_certainty(page: Page, samples: Samples) -> None:
     shares = re.findall(r"[<>]?\d+%", " ".join([shown["verdict"], *shown["bars"]]))
     assert len(shares) == 4  # the answer's and the three bars'
     assert [p for p in shares if not re.fullmatch(r"<1%|>99%|[1-9]\d?%", p)] == []  # never 100%
+
+
+def test_a_letter_drawn_on_the_pad_shows_the_not_a_digit_message(page: Page) -> None:
+    not_digit = "That doesn't look like a digit"
+    for letter in unipen_rejects("A#"):  # letters the shipped model rejects offline
+        page.page.keyboard.press("Delete")
+        page.draw(letter.strokes)
+        shown = page.recognize()
+        assert (shown["digit"], shown["verdict"], shown["announced"]) == ("?", not_digit, not_digit)
+        assert page.js("() => window.digits.debug.lastPrediction.verdict") == "not_digit"
 
 
 # ---- 3. sharing -------------------------------------------------------------------------------
