@@ -137,7 +137,7 @@ class Connection:
         elif isinstance(msg, Leave):
             await self.hub.leave(session, self, msg.seq)
         else:
-            await drawing.draw(member, msg)
+            await self.hub.draw(session, msg)
 
     # ---- messages out -------------------------------------------------------------------
 
