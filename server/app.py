@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from server.metrics import Metrics
 from server.model import Model, load_model
 from server.recognizer import Recognizer
 from server.session import Identity, Session
+from server.store import MemoryStore, Store
 
 log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 2.0  # for the close handshake
@@ -252,6 +254,17 @@ async def index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(page)
 
 
+def _store(settings: Settings) -> Store:
+    """The in-memory store, or Redis with --redis."""
+    limits = settings.limits
+    quotas = (limits.max_rooms, limits.max_rooms_per_client, limits.room_empty_ttl_s)
+    if not settings.redis:
+        return MemoryStore(*quotas)
+    from server.store_redis import RedisStore  # only a shared server needs redis installed
+
+    return RedisStore(settings.redis, settings.redis_prefix, *quotas, limits.resume_grace_s)
+
+
 def _inference(preloaded: Model | None) -> object:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
@@ -266,10 +279,14 @@ def _inference(preloaded: Model | None) -> object:
             on_batch=app[METRICS].observe_batch,
         )
         app[RECOGNIZER] = recognizer
-        app[HUB] = Hub(settings.limits, recognizer, app[METRICS])
+        store = _store(settings)
+        clock = time.time if store.shared else time.monotonic  # shared: one clock for all
+        app[HUB] = Hub(settings.limits, recognizer, app[METRICS], clock, store)
+        await store.start()
         recognizer.start()
         yield
         await app[HUB].stop()
+        await store.stop()
         await recognizer.stop()
 
     return ctx

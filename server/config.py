@@ -29,6 +29,10 @@ _HELP = {
     "web_dir": "directory of static files served at /",
     "log_level": "DEBUG | INFO | WARNING | ERROR",
     "allowed_origins": "browser origins allowed on /ws (comma-separated; none = same origin; *)",
+    "redis": "Redis URL of the shared store (redis:// or rediss://, password and database "
+    "in the URL); none = rooms in this process's memory",
+    "redis_prefix": "prefix of every Redis key of this server",
+    "workers": "server processes on one port (SO_REUSEPORT); more than 1 needs --redis",
     "batch_max": "largest inference batch",
     "batch_wait_ms": "longest wait for a batch to fill, from its first item",
     "queue_max": "most snapshots queued for inference before clients get 'overloaded'",
@@ -64,6 +68,9 @@ class Settings:
     web_dir: Path = WEB_DIR
     log_level: str = "INFO"
     allowed_origins: tuple[str, ...] = ()
+    redis: str = ""
+    redis_prefix: str = "digits:"
+    workers: int = 1
     batch_max: int = 64
     batch_wait_ms: float = (
         0.0  # greedy, as Triton by default: what queues during a batch forms the next
@@ -76,6 +83,13 @@ class Settings:
             raise ValueError(f"accelerator must be one of {', '.join(ACCELERATORS)}")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be 0..65535")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if self.workers > 1 and not self.redis:
+            raise ValueError(
+                "--workers above 1 needs --redis (DIGITS_REDIS): the processes share rooms "
+                "and sessions through Redis"
+            )
 
 
 def _convert(kind: type, raw: str) -> Any:

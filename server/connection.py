@@ -149,8 +149,12 @@ class Connection:
         if self.peer.buffered() > self.limits.send_buffer_bytes:
             self._give_up()
             return
-        await self._flush()
-        await self._write(msg)
+        try:  # a socket that takes nothing for LAST_WORD_S must not hold up its room
+            async with asyncio.timeout(LAST_WORD_S):
+                await self._flush()
+                await self._write(msg)
+        except TimeoutError:
+            self._give_up()
 
     async def offer(self, prediction: Prediction) -> None:
         """Send a live prediction now, or hold it while the client is behind; a newer one

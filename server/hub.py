@@ -154,11 +154,14 @@ class Hub:
         events: list[Event] = []
         if drawing.room is None or not self.store.shared:
             events = drawing.canvas.lift(session.member)
-        self._spawn(self._parked(session, drawing, events))
+        deadline = self.clock() + self.grace_s
+        self._spawn(self._parked(session, drawing, events, deadline))
         if not self.parked.park(session, session.identity.resume_token, self.clock()):
             self._spawn(self._forget(session))  # too many parked: the session ends now
 
-    async def _parked(self, session: Session, drawing: Drawing, events: list[Event]) -> None:
+    async def _parked(
+        self, session: Session, drawing: Drawing, events: list[Event], deadline: float
+    ) -> None:
         """The rest of parking, which may wait: the room is told; the store keeps a record."""
         room = drawing.room
         if room is not None and self.store.shared:
@@ -169,7 +172,7 @@ class Hub:
             solo = roomlog.seed_of(drawing.canvas) if room is None else None
             record = SessionRecord(session.member, room, solo)
             token = session.identity.resume_token
-            await self.store.park(token, record, self.clock() + self.grace_s)
+            await self.store.park(token, record, deadline)
 
     def _record(self, session: Session) -> None:
         """A shared store records where a live session is, for resuming it elsewhere."""
@@ -215,13 +218,13 @@ class Hub:
         drawing = await self._replica(msg.room)
         role = Role.DRAW if draws else Role.WATCH
         await self._submit(drawing, Op(roomlog.JOIN, session.member, role.value, msg.seq))
-        own.detach(session.member)
+        own.detach(session.member)  # joined, in the log: nothing below may fail
         session.drawing = drawing
-        self._record(session)
-        await self.store.occupancy(msg.room, 1, self.clock())
         joined = drawing.canvas.state(session.member, msg.seq)
         await drawing.admit(session.member, ep, joined)
         drawing.touch()  # the joiner's first prediction, the same for everyone
+        self._record(session)
+        await self._count(msg.room, 1)
 
     async def leave(self, session: Session, ep: Endpoint, seq: int | None) -> None:
         """Leave the room with a copy of its ink, predicted at once with `seq`."""
@@ -237,7 +240,7 @@ class Hub:
         self._record(session)
         await ep.send(Left(room, seq))
         own.touch()
-        await self._leave_room(room, -1)
+        await self._count(room, -1)
 
     def _own(self, session: Session) -> Drawing:
         """The session's drawing when it is its own (not a room's)."""
@@ -247,11 +250,16 @@ class Hub:
             raise ProtocolError(Code.ALREADY_IN_ROOM, "already in a shared session; leave first")
         return drawing
 
-    async def _leave_room(self, room: str, delta: int) -> None:
-        try:
-            await self.store.occupancy(room, delta, self.clock())
-        except ProtocolError:  # unreachable: the room expires by its log's time to live
-            log.warning("room occupancy not recorded: shared store unavailable")
+    async def _count(self, room: str, delta: int) -> None:
+        """Count members in or out: at once in memory; a shared store's answer is not
+        waited for (the join or leave is in the log already, whatever it says)."""
+        if self.store.shared:
+            self._spawn(self._occupancy(room, delta))
+        else:
+            await self._occupancy(room, delta)
+
+    async def _occupancy(self, room: str, delta: int) -> None:
+        await self.store.occupancy(room, delta, self.clock())
 
     # ---- the log ------------------------------------------------------------------------
 
@@ -341,7 +349,7 @@ class Hub:
         if self.store.shared:
             await self.store.drop(session.identity.resume_token)
         await self._submit(drawing, Op(roomlog.LEAVE, session.member))
-        await self._leave_room(room, -1)
+        await self._occupancy(room, -1)
 
     async def expire(self) -> None:
         """Sessions past their grace period leave their rooms; rooms empty for
@@ -354,7 +362,7 @@ class Hub:
             if record.room is not None:
                 leave = roomlog.dump(Op(roomlog.LEAVE, record.session))
                 await self.store.append(record.room, leave)
-                await self._leave_room(record.room, -1)
+                await self._occupancy(record.room, -1)
         for room in await self.store.expire_rooms(now):
             drawing = self.replicas.pop(room, None)
             if drawing is not None:
@@ -370,6 +378,11 @@ class Hub:
                 del self.replicas[room]
                 self.store.unfollow(room)
                 await drawing.stop()
+
+    @property
+    def busy(self) -> bool:
+        """Whether background steps (parking, fan-out of dropped members) are under way."""
+        return bool(self._tasks)
 
     def _spawn(self, work: Coroutine[None, None, None]) -> None:
         task = asyncio.create_task(self._logged(work))

@@ -4,10 +4,11 @@ reads correctly offline, and a real server on a loopback port."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -20,6 +21,7 @@ from server.app import create_app
 from server.config import Settings
 from server.model import DEFAULT_MODEL, Model, load_model
 from server.raster import rasterize
+from tests.rediskit import new_prefix
 
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -70,6 +72,19 @@ def unipen_digits(count: int = 40, max_points: int = 80) -> tuple[Digit, ...]:
     return tuple(chosen)
 
 
+SHARED_STORE: list[str] = []  # a Redis URL while tests run on the shared store
+
+
+@contextlib.contextmanager
+def shared_store(url: str) -> Iterator[None]:
+    """Servers started meanwhile keep their rooms in this Redis, each under its own prefix."""
+    SHARED_STORE.append(url)
+    try:
+        yield
+    finally:
+        SHARED_STORE.pop()
+
+
 def settings(**limits: Any) -> Settings:
     """Test settings: the bundled model, a lenient rate limit, and any limit overridden."""
     top = {
@@ -77,6 +92,8 @@ def settings(**limits: Any) -> Settings:
         for k in list(limits)
         if k in {f.name for f in dataclasses.fields(Settings)}
     }
+    if SHARED_STORE and "redis" not in top:
+        top.update(redis=SHARED_STORE[-1], redis_prefix=new_prefix())
     base = {
         "messages_per_second": 10000.0,
         "message_burst": 10000,

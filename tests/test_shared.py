@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -28,9 +28,21 @@ from protocol import (
     Undone,
 )
 from server.app import CONNECTIONS, HUB
-from tests.serverkit import MakeClient, start, stepped, unipen_digits
+from tests.rediskit import RedisServer
+from tests.serverkit import MakeClient, shared_store, start, stepped, unipen_digits
 
 pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(autouse=True, params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs on both stores: in memory, and Redis (one process)."""
+    if request.param == "memory":
+        yield "memory"
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    with shared_store(server.url):
+        yield "redis"
 
 
 @contextlib.asynccontextmanager
@@ -396,7 +408,8 @@ async def test_after_the_grace_period_the_client_is_told_it_is_gone(
         await c.start_stroke([[0, 0], [0, 40]])
         assert c.welcome is not None
         session, token = c.welcome.session, c.welcome.resume_token
-    await stepped(lambda: len(parked) == 1)  # the server saw the connection end
+    hub = server.app[HUB]
+    await stepped(lambda: len(parked) == 1 and not hub.busy)  # the server saw it end
     clock.now += 60.0
     async with connect(url, resume=token) as c:
         welcome = c.welcome
@@ -445,7 +458,7 @@ async def test_a_member_gone_past_the_grace_period_leaves_its_room(
         await b.join(shared.room, shared.watch_token)
         assert b.welcome is not None
         await b.close()
-        await stepped(lambda: len(hub.parked) == 1)
+        await stepped(lambda: len(hub.parked) == 1 and not hub.busy)
         clock.now += 60.0
         await hub.expire()  # what the sweeper does every second
         presence = await until(a, Presence, event="left")

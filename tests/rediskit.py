@@ -1,0 +1,69 @@
+"""Real services for the multi-process tests: redis-server (with its append-only file in a
+temporary folder) and nginx, each on a free loopback port, started and stopped by the test.
+Both are Debian packages that `make test` installs when missing (`make services`)."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+_PREFIXES = itertools.count()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    """Until `port` accepts connections (the service is up), or fail if it exited."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)  # waiting for another process to listen
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+def new_prefix() -> str:
+    """A key prefix of its own for each test, so tests sharing one Redis never meet."""
+    return f"test{next(_PREFIXES)}:"
+
+
+class RedisServer:
+    """A redis-server with AOF persistence (fsync always) in `folder`; stop and start it
+    again to test a restart: the same port, the same files."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port = folder, free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [
+            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always",
+            "--save", "", "--daemonize", "no", "--logfile", str(self.folder / "redis.log"),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_listening(self.port, self.proc, "redis-server")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
