@@ -16,72 +16,38 @@ from typing import Any
 
 import msgpack
 
+from protocol import messages as m
 from protocol.errors import Code, ProtocolError
-from protocol.messages import (
-    MAX_SEQ,
-    MAX_TIME,
-    MAX_TOP_K,
-    VERSION,
-    Clear,
-    Cleared,
-    ClientMessage,
-    End,
-    Error,
-    Guess,
-    Hello,
-    Join,
-    Joined,
-    Leave,
-    Left,
-    Limits,
-    Member,
-    Ping,
-    Points,
-    PointsMsg,
-    Pong,
-    Prediction,
-    Presence,
-    Recognize,
-    RoomStroke,
-    ServerMessage,
-    Share,
-    Shared,
-    Start,
-    StrokeEvent,
-    Undo,
-    Undone,
-    Welcome,
-)
 
 #: The one registry: wire "type" -> message class, both directions.
 TYPES: dict[str, type] = {
-    "hello": Hello,
-    "start": Start,
-    "points": PointsMsg,
-    "end": End,
-    "undo": Undo,
-    "clear": Clear,
-    "recognize": Recognize,
-    "ping": Ping,
-    "share": Share,
-    "join": Join,
-    "leave": Leave,
-    "welcome": Welcome,
-    "prediction": Prediction,
-    "error": Error,
-    "pong": Pong,
-    "shared": Shared,
-    "joined": Joined,
-    "left": Left,
-    "presence": Presence,
-    "stroke": StrokeEvent,
-    "undone": Undone,
-    "cleared": Cleared,
+    "hello": m.Hello,
+    "start": m.Start,
+    "points": m.PointsMsg,
+    "end": m.End,
+    "undo": m.Undo,
+    "clear": m.Clear,
+    "recognize": m.Recognize,
+    "ping": m.Ping,
+    "share": m.Share,
+    "join": m.Join,
+    "leave": m.Leave,
+    "welcome": m.Welcome,
+    "prediction": m.Prediction,
+    "error": m.Error,
+    "pong": m.Pong,
+    "shared": m.Shared,
+    "joined": m.Joined,
+    "left": m.Left,
+    "presence": m.Presence,
+    "stroke": m.StrokeEvent,
+    "undone": m.Undone,
+    "cleared": m.Cleared,
 }
-DEFAULT_LIMITS = Limits()
+DEFAULT_LIMITS = m.Limits()
 NAMES: dict[type, str] = {cls: name for name, cls in TYPES.items()}
 _FIELDS: dict[type, tuple[str, ...]] = {}  # filled lazily: field names per dataclass
-_OMIT_IF_NONE = {(Prediction, "input")}  # server fields left out when None
+_OMIT_IF_NONE = {(m.Prediction, "input")}  # server fields left out when None
 
 # ---- framing ---------------------------------------------------------------------------
 
@@ -131,13 +97,13 @@ def _int(obj: Mapping[str, Any], key: str, lo: int, hi: int, default: int | None
 
 
 def _seq(obj: Mapping[str, Any]) -> int | None:
-    return _int(obj, "seq", 0, MAX_SEQ, None)
+    return _int(obj, "seq", 0, m.MAX_SEQ, None)
 
 
 def _seq_of(obj: Mapping[str, Any]) -> int | None:
     """The map's seq when it is a valid one (to name it in an error), else None."""
     seq = obj.get("seq")
-    return seq if type(seq) is int and 0 <= seq <= MAX_SEQ else None
+    return seq if type(seq) is int and 0 <= seq <= m.MAX_SEQ else None
 
 
 def _number(value: Any, limit: float, what: str) -> float:
@@ -159,10 +125,10 @@ def _point(p: Any, limit: float) -> tuple[float, ...]:
     if not isinstance(p, list) or len(p) not in (2, 3):
         raise _bad("each point must be [x, y] or [x, y, t]")
     x, y = _number(p[0], limit, "coordinates"), _number(p[1], limit, "coordinates")
-    return (x, y) if len(p) == 2 else (x, y, _number(p[2], MAX_TIME, "t"))
+    return (x, y) if len(p) == 2 else (x, y, _number(p[2], m.MAX_TIME, "t"))
 
 
-def _points(obj: Mapping[str, Any], limits: Limits, required: bool) -> Points:
+def _points(obj: Mapping[str, Any], limits: m.Limits, required: bool) -> m.Points:
     raw = obj.get("points")
     if raw is None and not required:
         return ()
@@ -181,38 +147,38 @@ def _token(obj: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def _hello(obj: Mapping[str, Any], limits: Limits) -> Hello:
+def _hello(obj: Mapping[str, Any], limits: m.Limits) -> m.Hello:
     version = obj.get("version")
-    if type(version) is not int or version != VERSION:
+    if type(version) is not int or version != m.VERSION:
         shown = repr(version)[:40]
-        raise _bad(f"protocol version {shown} unsupported; use {VERSION}", Code.BAD_VERSION)
+        raise _bad(f"protocol version {shown} unsupported; use {m.VERSION}", Code.BAD_VERSION)
     preview = obj.get("preview", False)
     if preview is not None and not isinstance(preview, bool):
         raise _bad("preview must be true or false")
     resume = obj.get("resume")
     if resume is not None and (not isinstance(resume, str) or len(resume) > 256):
         raise _bad("resume must be a string of at most 256 characters")
-    top_k = _int(obj, "top_k", 1, MAX_TOP_K, 3)
+    top_k = _int(obj, "top_k", 1, m.MAX_TOP_K, 3)
     assert top_k is not None
-    return Hello(version, top_k, bool(preview), resume, _seq(obj))
+    return m.Hello(version, top_k, bool(preview), resume, _seq(obj))
 
 
-_PARSE: dict[type, Callable[[Mapping[str, Any], Limits], ClientMessage]] = {
-    Hello: _hello,
-    Start: lambda o, lim: Start(_points(o, lim, False), _seq(o)),
-    PointsMsg: lambda o, lim: PointsMsg(_points(o, lim, True), _seq(o)),
-    End: lambda o, lim: End(_points(o, lim, False), _seq(o)),
-    Undo: lambda o, lim: Undo(_seq(o)),
-    Clear: lambda o, lim: Clear(_seq(o)),
-    Recognize: lambda o, lim: Recognize(_seq(o)),
-    Ping: lambda o, lim: Ping(_seq(o)),
-    Share: lambda o, lim: Share(_seq(o)),
-    Join: lambda o, lim: Join(_token(o, "room"), _token(o, "token"), _seq(o)),
-    Leave: lambda o, lim: Leave(_seq(o)),
+_PARSE: dict[type, Callable[[Mapping[str, Any], m.Limits], m.ClientMessage]] = {
+    m.Hello: _hello,
+    m.Start: lambda o, lim: m.Start(_points(o, lim, False), _seq(o)),
+    m.PointsMsg: lambda o, lim: m.PointsMsg(_points(o, lim, True), _seq(o)),
+    m.End: lambda o, lim: m.End(_points(o, lim, False), _seq(o)),
+    m.Undo: lambda o, lim: m.Undo(_seq(o)),
+    m.Clear: lambda o, lim: m.Clear(_seq(o)),
+    m.Recognize: lambda o, lim: m.Recognize(_seq(o)),
+    m.Ping: lambda o, lim: m.Ping(_seq(o)),
+    m.Share: lambda o, lim: m.Share(_seq(o)),
+    m.Join: lambda o, lim: m.Join(_token(o, "room"), _token(o, "token"), _seq(o)),
+    m.Leave: lambda o, lim: m.Leave(_seq(o)),
 }
 
 
-def decode(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> ClientMessage:
+def decode(data: bytes | str, limits: m.Limits = DEFAULT_LIMITS) -> m.ClientMessage:
     """Parse and validate one client frame (the server side). Raises ProtocolError naming
     what is wrong, with the frame's seq when it has a valid one. Unknown fields are ignored;
     an optional field that is null counts as absent."""
@@ -230,6 +196,9 @@ def decode(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> ClientMessage:
 # ---- encoding --------------------------------------------------------------------------
 
 
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+
+
 def _fields(cls: type) -> tuple[str, ...]:
     names = _FIELDS.get(cls)
     if names is None:
@@ -240,16 +209,22 @@ def _fields(cls: type) -> tuple[str, ...]:
 def _wire(value: Any, binary: bool) -> Any:
     """A field value as msgpack/JSON data: dataclasses become maps, tuples lists, and
     bytes stay bin in msgpack but become base64 text in JSON."""
-    if isinstance(value, tuple | list):
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is tuple or kind is list:
         return [_wire(v, binary) for v in value]
-    if isinstance(value, bytes):
+    if kind is bytes:
         return value if binary else base64.b64encode(value).decode("ascii")
-    if dataclasses.is_dataclass(value):
-        return {name: _wire(getattr(value, name), binary) for name in _fields(type(value))}
-    return value
+    names = _FIELDS.get(kind)
+    if names is None and dataclasses.is_dataclass(value):
+        names = _fields(kind)
+    if names is None:
+        return value  # a str or int subclass (an enum member), as msgpack and JSON write it
+    return {name: _wire(getattr(value, name), binary) for name in names}
 
 
-def encode(msg: ServerMessage, binary: bool) -> bytes | str:
+def encode(msg: m.ServerMessage, binary: bool) -> bytes | str:
     """A server message as a frame: msgpack bytes when `binary`, else JSON text."""
     cls = type(msg)
     obj: dict[str, Any] = {"type": NAMES[cls]}
@@ -261,7 +236,7 @@ def encode(msg: ServerMessage, binary: bool) -> bytes | str:
     return _dump(obj, binary)
 
 
-def encode_client(msg: ClientMessage, binary: bool = True) -> bytes | str:
+def encode_client(msg: m.ClientMessage, binary: bool = True) -> bytes | str:
     """A client message as a frame (fields that are None left out)."""
     obj: dict[str, Any] = {"type": NAMES[type(msg)]}
     for name in _fields(type(msg)):
@@ -271,7 +246,7 @@ def encode_client(msg: ClientMessage, binary: bool = True) -> bytes | str:
     return _dump(obj, binary)
 
 
-def message_type(msg: ClientMessage | ServerMessage) -> str:
+def message_type(msg: m.ClientMessage | m.ServerMessage) -> str:
     """The wire "type" of a message."""
     return NAMES[type(msg)]
 
@@ -279,68 +254,74 @@ def message_type(msg: ClientMessage | ServerMessage) -> str:
 # ---- decoding server messages (the client side) ------------------------------------------
 
 
-def _points_from(raw: Any) -> Points:
+def _points_from(raw: Any) -> m.Points:
     return tuple(tuple(p) for p in raw)
 
 
-def _prediction_from(obj: Mapping[str, Any]) -> Prediction:
+def _prediction_from(obj: Mapping[str, Any]) -> m.Prediction:
     raw_input = obj.get("input")
     if isinstance(raw_input, str):
         raw_input = base64.b64decode(raw_input)
     bbox = obj.get("bbox")
-    return Prediction(
+    return m.Prediction(
         seq=obj.get("seq"),
         final=bool(obj["final"]),
         empty=bool(obj["empty"]),
-        top=tuple(Guess(int(g["digit"]), float(g["p"])) for g in obj["top"]),
+        top=tuple(m.Guess(int(g["digit"]), float(g["p"])) for g in obj["top"]),
         bbox=None if bbox is None else (bbox[0], bbox[1], bbox[2], bbox[3]),
         strokes=int(obj["strokes"]),
         input=raw_input,
     )
 
 
-def _welcome_from(obj: Mapping[str, Any]) -> Welcome:
-    known = set(_fields(Limits))
-    limits = Limits(**{k: v for k, v in obj["limits"].items() if k in known})
-    fields = dataclasses.fields(Welcome)
+def _welcome_from(obj: Mapping[str, Any]) -> m.Welcome:
+    known = set(_fields(m.Limits))
+    limits = m.Limits(**{k: v for k, v in obj["limits"].items() if k in known})
+    fields = dataclasses.fields(m.Welcome)
     required = {f.name for f in fields if f.default is dataclasses.MISSING} - {"limits"}
     optional = {f.name for f in fields if f.default is not dataclasses.MISSING}
     given = {k: obj[k] for k in optional if k in obj and k != "limits"}
-    return Welcome(limits=limits, **{k: obj[k] for k in required}, **given)
+    return m.Welcome(limits=limits, **{k: obj[k] for k in required}, **given)
 
 
-def _joined_from(o: Mapping[str, Any]) -> Joined:
-    members = tuple(Member(str(m["member"]), str(m["role"])) for m in o["members"])
+def _joined_from(o: Mapping[str, Any]) -> m.Joined:
+    members = tuple(m.Member(str(x["member"]), str(x["role"])) for x in o["members"])
     strokes = tuple(
-        RoomStroke(int(s["id"]), str(s["author"]), _points_from(s["points"]), bool(s["open"]))
+        m.RoomStroke(int(s["id"]), str(s["author"]), _points_from(s["points"]), bool(s["open"]))
         for s in o["strokes"]
     )
-    return Joined(str(o["room"]), str(o["role"]), str(o["member"]), members, strokes, o.get("seq"))
+    return m.Joined(
+        str(o["room"]), str(o["role"]), str(o["member"]), members, strokes, o.get("seq")
+    )
 
 
-def _stroke_from(o: Mapping[str, Any]) -> StrokeEvent:
+def _stroke_from(o: Mapping[str, Any]) -> m.StrokeEvent:
     points = _points_from(o.get("points", ()))
-    return StrokeEvent(str(o["room"]), str(o["event"]), int(o["stroke"]), str(o["author"]), points)
+    return m.StrokeEvent(
+        str(o["room"]), str(o["event"]), int(o["stroke"]), str(o["author"]), points
+    )
 
 
-_READ: dict[type, Callable[[Mapping[str, Any]], ServerMessage]] = {
-    Prediction: _prediction_from,
-    Welcome: _welcome_from,
-    Error: lambda o: Error(str(o["code"]), str(o["message"]), o.get("seq")),
-    Pong: lambda o: Pong(o.get("seq")),
-    Shared: lambda o: Shared(
+_READ: dict[type, Callable[[Mapping[str, Any]], m.ServerMessage]] = {
+    m.Prediction: _prediction_from,
+    m.Welcome: _welcome_from,
+    m.Error: lambda o: m.Error(str(o["code"]), str(o["message"]), o.get("seq")),
+    m.Pong: lambda o: m.Pong(o.get("seq")),
+    m.Shared: lambda o: m.Shared(
         str(o["room"]), str(o["draw_token"]), str(o["watch_token"]), o.get("seq")
     ),
-    Joined: _joined_from,
-    Left: lambda o: Left(str(o["room"]), o.get("seq")),
-    Presence: lambda o: Presence(str(o["room"]), str(o["event"]), str(o["member"]), str(o["role"])),
-    StrokeEvent: _stroke_from,
-    Undone: lambda o: Undone(str(o["room"]), int(o["stroke"]), str(o["author"])),
-    Cleared: lambda o: Cleared(str(o["room"]), str(o["by"])),
+    m.Joined: _joined_from,
+    m.Left: lambda o: m.Left(str(o["room"]), o.get("seq")),
+    m.Presence: lambda o: m.Presence(
+        str(o["room"]), str(o["event"]), str(o["member"]), str(o["role"])
+    ),
+    m.StrokeEvent: _stroke_from,
+    m.Undone: lambda o: m.Undone(str(o["room"]), int(o["stroke"]), str(o["author"])),
+    m.Cleared: lambda o: m.Cleared(str(o["room"]), str(o["by"])),
 }
 
 
-def decode_server(data: bytes | str) -> ServerMessage:
+def decode_server(data: bytes | str) -> m.ServerMessage:
     """Parse one server frame (the client side). Raises ProtocolError: BAD_FRAME for
     garbage or a malformed message, UNKNOWN_TYPE for a type this version does not know."""
     cls, kind, obj = _typed_map(data)

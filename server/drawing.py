@@ -174,15 +174,12 @@ class Drawing:
         """Predict jobs until the pipeline has none: the one place predictions are made."""
         while job is not None:
             try:
-                answer = await self.recognizer.predict(job, self._refresh)
+                answer = await self.recognizer.predict(job, self.pipeline.refresh)
             except Exception as exc:
                 await self._failed(job, exc)
             else:
                 await self._deliver(answer)
             job = self.pipeline.done()
-
-    def _refresh(self, pending: Snapshot) -> Snapshot:
-        return self.pipeline.refresh(pending, pending.final)
 
     async def _deliver(self, answer: Answer) -> None:
         snap = answer.snapshot

@@ -15,9 +15,15 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-S = TypeVar("S")
+
+class Job(Protocol):
+    @property
+    def final(self) -> bool: ...
+
+
+S = TypeVar("S", bound=Job)  # a snapshot of the ink
 
 
 class Pipeline(Generic[S]):
@@ -45,10 +51,10 @@ class Pipeline(Generic[S]):
         self.busy = False
         return self._next()
 
-    def refresh(self, pending: S, final: bool) -> S:
+    def refresh(self, pending: S) -> S:
         """Late binding, as a live job leaves the inference queue: the newest ink instead,
         when it changed and no final answer waits to be sent first."""
-        if final or self.finals or not self.dirty:
+        if pending.final or self.finals or not self.dirty:
             return pending
         self.dirty = False
         return self._take()

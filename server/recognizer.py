@@ -46,9 +46,17 @@ def bounds(ink: tuple[Points, ...], arrays: list[npt.NDArray[np.float64]]) -> Bb
     return out[0], out[1], out[2], out[3]
 
 
+def _array(stroke: Points) -> npt.NDArray[np.float64]:
+    """One stroke as an (n, 2) or (n, 3) array; x, y only when [x, y] and [x, y, t] mix."""
+    try:
+        return np.asarray(stroke, dtype=np.float64)
+    except ValueError:
+        return np.asarray([p[:2] for p in stroke], dtype=np.float64)
+
+
 def _checked(ink: tuple[Points, ...]) -> tuple[list[npt.NDArray[np.float64]], str | None]:
     try:
-        return as_strokes(ink), None
+        return as_strokes([_array(s) for s in ink]), None
     except InkError as exc:  # protocol validation should make this unreachable
         return [], str(exc)
 

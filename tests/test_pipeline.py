@@ -1,8 +1,22 @@
-"""server/pipeline.py: coalescing with literal snapshots (strings stand for the ink)."""
+"""server/pipeline.py: coalescing with literal snapshots (S("v1") stands for some ink)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from server.pipeline import Pipeline
+
+
+@dataclass(frozen=True)
+class S:
+    ink: str
+    final: bool = False
+
+    def __eq__(self, other: object) -> bool:  # compare with the ink's name
+        return self.ink == (other.ink if isinstance(other, S) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.ink)
 
 
 class Ink:
@@ -11,8 +25,8 @@ class Ink:
     def __init__(self) -> None:
         self.now = "v0"
 
-    def pipeline(self) -> Pipeline[str]:
-        return Pipeline(lambda: self.now)
+    def pipeline(self) -> Pipeline[S]:
+        return Pipeline(lambda: S(self.now))
 
 
 def test_one_job_in_flight_and_changes_meanwhile_coalesce_into_one() -> None:
@@ -37,11 +51,11 @@ def test_each_recognize_gets_its_own_final_of_the_ink_as_it_was() -> None:
     assert pipe.changed() == "start"
     ink.now = "end"
     assert pipe.changed() is None
-    assert pipe.final("final@3") is None and not pipe.dirty  # the final covers "end"
-    assert pipe.final("final@4") is None
+    assert pipe.final(S("final@3", True)) is None and not pipe.dirty  # the final covers "end"
+    assert pipe.final(S("final@4", True)) is None
     ink.now = "cleared"
     assert pipe.changed() is None
-    assert pipe.refresh("start", final=False) == "start"  # finals wait: no late binding
+    assert pipe.refresh(S("start")) == "start"  # finals wait: no late binding
     assert [pipe.done(), pipe.done(), pipe.done(), pipe.done()] == [
         "final@3",
         "final@4",
@@ -55,21 +69,21 @@ def test_a_queued_live_job_takes_the_newest_ink_as_it_leaves_the_queue() -> None
     pipe = ink.pipeline()
     ink.now = "v1"
     queued = pipe.changed()
-    assert queued == "v1"
+    assert queued is not None and queued == "v1"
     ink.now = "v2"
     pipe.changed()
-    assert pipe.refresh(queued, final=False) == "v2" and not pipe.dirty
+    assert pipe.refresh(queued) == "v2" and not pipe.dirty
     assert pipe.done() is None  # v2 is what was predicted: nothing more to do
-    assert pipe.refresh("v2", final=False) == "v2"  # clean: stays
+    assert pipe.refresh(S("v2")) == "v2"  # clean: stays
 
 
 def test_a_final_is_never_swapped() -> None:
     ink = Ink()
     pipe = ink.pipeline()
-    assert pipe.final("final@1") == "final@1"
+    assert pipe.final(S("final@1", True)) == "final@1"
     ink.now = "v2"
     pipe.changed()
-    assert pipe.refresh("final@1", final=True) == "final@1" and pipe.dirty
+    assert pipe.refresh(S("final@1", True)) == "final@1" and pipe.dirty
     assert pipe.done() == "v2"
 
 
@@ -77,7 +91,7 @@ def test_reset_forgets_everything() -> None:
     ink = Ink()
     pipe = ink.pipeline()
     pipe.changed()
-    pipe.final("f")
+    pipe.final(S("f", True))
     pipe.changed()
     pipe.reset()
     assert (pipe.busy, pipe.dirty, list(pipe.finals)) == (False, False, [])

@@ -402,6 +402,18 @@ async def test_integer_coordinates_come_back_as_integers(aiohttp_client: MakeCli
             assert [type(v) for v in final["bbox"]] == [int, int, int, float]
 
 
+async def test_points_with_and_without_t_mix_in_one_stroke(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client)
+    async with unlimited_session() as http:
+        ws = await raw_socket(http, url)
+        await send(ws, {"type": "start", "points": [[0, 0], [0, 20, 5.5], [1, 40]], "seq": 1})
+        await send(ws, {"type": "recognize", "seq": 2})
+        msg = await until(ws, "prediction")
+        while not msg["final"]:
+            msg = await until(ws, "prediction")
+        assert not msg["empty"] and msg["bbox"] == [0, 0, 1, 40]
+
+
 async def test_back_to_back_recognizes_each_get_a_final(aiohttp_client: MakeClient) -> None:
     """Protocol bug 1: start, end, recognize(3), recognize(4), clear(5) back to back."""
     _, url = await start(aiohttp_client)
