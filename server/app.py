@@ -7,6 +7,7 @@ then feeds its frames to a Connection and stops; all protocol decisions live in 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -39,6 +40,16 @@ HUB = web.AppKey("hub", Hub)  # rooms and parked sessions
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
 CLIENTS = web.AppKey("clients", Counter[str])  # open sockets per client address
 CONNECTIONS: web.AppKey[weakref.WeakSet[Connection]] = web.AppKey("connections")
+
+
+@dataclasses.dataclass(slots=True)
+class Shutdown:
+    """How open sockets are closed on shutdown: 1001, or 1012 for a restart (SIGTERM)."""
+
+    code: CloseCode = CloseCode.GOING_AWAY
+
+
+SHUTDOWN = web.AppKey("shutdown", Shutdown)
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
@@ -293,12 +304,14 @@ def _inference(preloaded: Model | None) -> object:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    """On shutdown: close every open socket with 1001 (going away)."""
+    """On shutdown: close every open socket with 1001 (going away), or 1012 (service
+    restart: resume on another process)."""
+    code = app[SHUTDOWN].code
+    reason = b"server restart" if code == CloseCode.SERVICE_RESTART else b"server shutdown"
     live = app[SOCKETS]
     sockets = list(live)
     await asyncio.gather(
-        *(ws.close(code=CloseCode.GOING_AWAY, message=b"server shutdown") for ws in sockets),
-        return_exceptions=True,
+        *(ws.close(code=code, message=reason) for ws in sockets), return_exceptions=True
     )
 
 
@@ -310,6 +323,7 @@ def create_app(settings: Settings, model: Model | None = None) -> web.Applicatio
     app[SOCKETS] = weakref.WeakSet()
     app[CLIENTS] = Counter()
     app[CONNECTIONS] = weakref.WeakSet()
+    app[SHUTDOWN] = Shutdown()
     if model is not None:
         app[MODEL] = model
     app.cleanup_ctx.append(_inference(model))  # type: ignore[arg-type]

@@ -108,7 +108,13 @@ class Hub:
         now = self.clock()
         if not self.store.shared:
             return self.parked.resume(token, now)
-        record = await self.store.resume(token, now)  # claimed: no other process has it
+        try:
+            record = await self.store.resume(token, now)  # claimed: no other process has it
+        except (ResumeFailed, ProtocolError):
+            if token not in self.parked:  # parked here, the store out of reach: resume it
+                raise
+            self._spawn(self.store.drop(token))
+            return self.parked.resume(token, now)
         try:
             session = self.parked.resume(token, now)
         except ResumeFailed:
@@ -397,8 +403,11 @@ class Hub:
             log.warning("background step skipped: %s", exc.message)
 
     async def stop(self) -> None:
-        """Stop every room's pipeline and pending fan-out (server shutdown)."""
+        """Stop every room's pipeline and pending fan-out (server shutdown). A shared store
+        is given a moment to record the sessions just parked, to be resumed elsewhere."""
         tasks = list(self._tasks)
+        if tasks and self.store.shared:
+            await asyncio.wait(tasks, timeout=UNAVAILABLE_S)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -131,6 +131,9 @@ class Parked(Generic[S]):
     def __len__(self) -> int:
         return len(self._parked)
 
+    def __contains__(self, token: object) -> bool:
+        return isinstance(token, str) and self._key(token) in self._parked
+
     @staticmethod
     def _key(token: str) -> bytes:
         return hashlib.sha256(token.encode("utf-8", "replace")).digest()

@@ -86,7 +86,7 @@ local session, parked, prefix, th = KEYS[1], KEYS[2], ARGV[2], ARGV[3]
 local h = redis.call('HMGET', session, 'session', 'room', 'solo', 'state', 'owner', 'deadline')
 if not h[1] then return {'unknown'} end
 if h[4] == 'live' then
-  if redis.call('EXISTS', prefix .. 'proc:' .. h[5]) == 1 then return {'unknown'} end
+  if redis.call('EXISTS', prefix .. 'proc:' .. h[5]) == 1 then return {'unavailable'} end
 elseif h[4] == 'expired' or tonumber(h[6]) <= tonumber(ARGV[1]) then
   return {'expired'}
 end

@@ -1,0 +1,229 @@
+"""Many processes on one Redis (server/store_redis.py), end to end: real server processes
+(`python -m server --redis ...`), a real redis-server, real WebSocket clients, the real model.
+Members on different processes see one order and the same predictions; sessions survive the
+death (SIGKILL) or restart (SIGTERM) of their process; Redis going away stops only rooms."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from client import DigitsClient, JoinRefused, Prediction, ServerError, connect
+from protocol import Joined, Presence, ServerMessage, StrokeEvent
+from tests.rediskit import RedisServer, ServerProcess, new_prefix
+from tests.serverkit import unipen_digits
+
+pytestmark = pytest.mark.asyncio
+
+
+def servers(redis_url: str, n: int, *args: str, prefix: str = "") -> list[ServerProcess]:
+    prefix = prefix or new_prefix()
+    procs = [ServerProcess("--redis", redis_url, "--redis-prefix", prefix, *args) for _ in range(n)]
+    for proc in procs:
+        proc.start()
+    return procs
+
+
+@pytest.fixture
+def two(redis_server: RedisServer) -> Iterator[list[ServerProcess]]:
+    """Two server processes on one Redis."""
+    procs = servers(redis_server.url, 2)
+    yield procs
+    for proc in procs:
+        proc.stop()
+
+
+async def draw(c: DigitsClient, strokes: list[list[list[float]]]) -> None:
+    for stroke in strokes:
+        await c.start_stroke(stroke[:1])
+        for i in range(1, len(stroke), 4):
+            await c.points(stroke[i : i + 4])
+        await c.end_stroke()
+
+
+async def until(c: DigitsClient, kind: type, **fields: Any) -> Any:
+    async with asyncio.timeout(20):
+        while True:
+            msg = await c.receive()
+            if isinstance(msg, kind) and all(getattr(msg, k) == v for k, v in fields.items()):
+                return msg
+
+
+async def strokes_until(c: DigitsClient, ends: int) -> list[tuple[Any, ...]]:
+    """The stroke events `c` receives up to the `ends`-th end."""
+    seen: list[tuple[Any, ...]] = []
+    async with asyncio.timeout(30):
+        while sum(e[0] == "end" for e in seen) < ends:
+            msg: ServerMessage = await c.receive()
+            if isinstance(msg, StrokeEvent):
+                seen.append((msg.event, msg.stroke, msg.author, msg.points))
+    return seen
+
+
+async def resume_when_ready(url: str, token: str) -> DigitsClient:
+    """Resume with `token`; while the dead process's lease runs, the store answers
+    resume_unavailable (try again), which a reconnecting client does."""
+    async with asyncio.timeout(20):
+        while True:
+            c = await DigitsClient.open(url, resume=token)
+            assert c.welcome is not None
+            if c.welcome.resumed:
+                return c
+            assert c.welcome.resume_error == "resume_unavailable"
+            await c.close()
+            await asyncio.sleep(0.2)  # the other process's lease is a clock: poll it
+
+
+async def test_members_on_two_processes_see_one_order_and_the_same_predictions(
+    two: list[ServerProcess],
+) -> None:
+    one, other = two
+    first, second = unipen_digits()[3], unipen_digits()[17]
+    async with connect(one.url) as a:
+        shared = await a.share()
+        async with (
+            connect(other.url) as b,
+            connect(one.url) as watch_one,
+            connect(other.url) as watch_other,
+        ):
+            await b.join(shared.room, shared.draw_token)
+            await watch_one.join(shared.room, shared.watch_token)
+            await watch_other.join(shared.room, shared.watch_token)
+            await asyncio.gather(draw(a, first.strokes), draw(b, second.strokes))
+            ends = len(first.strokes) + len(second.strokes)
+            seen_one = await strokes_until(watch_one, ends)
+            seen_other = await strokes_until(watch_other, ends)
+            assert seen_one == seen_other  # one total order, whichever process
+            authors = {author for _, _, author, _ in seen_one}
+            assert authors == {a.welcome.session, b.welcome.session}  # type: ignore[union-attr]
+            p_one, p_other = await watch_one.recognize(), await watch_other.recognize()
+            assert p_one.strokes == p_other.strokes == ends
+            assert p_one.top == p_other.top and p_one.bbox == p_other.bbox  # bit for bit
+            live_one = await until(watch_one, Prediction, final=False, strokes=ends)
+            live_other = await until(watch_other, Prediction, final=False, strokes=ends)
+            assert live_one.top == live_other.top
+
+
+async def test_a_member_resumes_on_another_process_after_sigkill(
+    two: list[ServerProcess],
+) -> None:
+    one, other = two
+    digit = unipen_digits()[5]
+    a = await DigitsClient.open(one.url)
+    shared = await a.share()
+    await draw(a, digit.strokes)
+    await a.start_stroke([[1, 1], [2, 2]])  # open when its process dies
+    await a.ping()  # its process has handled (and logged) everything before
+    assert a.welcome is not None
+    member, token = a.welcome.session, a.welcome.resume_token
+    async with connect(other.url) as b:
+        joined = await b.join(shared.room, shared.watch_token)
+        assert len(joined.strokes) == len(digit.strokes) + 1
+        one.signal(signal.SIGKILL)
+        one.wait()
+        await a.close()
+        a2 = await resume_when_ready(other.url, token)
+        try:
+            assert a2.welcome is not None and a2.welcome.session == member
+            state = await until(a2, Joined)
+            assert state.room == shared.room and state.role == "draw"
+            assert [s.points for s in state.strokes[: len(digit.strokes)]] == [
+                tuple(tuple(p) for p in s) for s in digit.strokes
+            ]
+            await a2.start_stroke([[9, 9]])
+            event = await until(b, StrokeEvent, event="start", points=((9, 9),))
+            assert event.author == member
+            assert (await b.recognize()).strokes == len(digit.strokes) + 2
+        finally:
+            await a2.close()
+        left = [m for m in await drain(b) if isinstance(m, Presence) and m.event == "left"]
+        assert left == []  # it never left the room
+
+
+async def drain(c: DigitsClient) -> list[ServerMessage]:
+    await c.ping()
+    out = []
+    while not c._inbox.empty():
+        out.append(c._inbox.get_nowait())
+    return out
+
+
+async def test_sigterm_closes_with_1012_and_the_session_resumes_elsewhere(
+    two: list[ServerProcess],
+) -> None:
+    one, other = two
+    digit = unipen_digits()[8]
+    a = await DigitsClient.open(one.url)
+    await draw(a, digit.strokes)
+    assert (await a.recognize()).top[0].digit == digit.expected
+    assert a.welcome is not None
+    token = a.welcome.resume_token
+    one.signal(signal.SIGTERM)
+    with pytest.raises(Exception):  # noqa: B017 -- the connection ends, whatever the client says
+        while True:
+            await a.receive()
+    assert a.close_code == 1012
+    assert one.wait() == 0
+    await a.close()
+    async with connect(other.url, resume=token) as a2:
+        assert a2.welcome is not None and a2.welcome.resumed
+        assert (a2.welcome.strokes, a2.welcome.points) == (len(digit.strokes), digit.points)
+        assert (await a2.recognize()).top[0].digit == digit.expected
+
+
+async def test_without_redis_solo_drawing_goes_on_and_rooms_answer_unavailable(
+    own_redis: RedisServer,
+) -> None:
+    prefix = new_prefix()
+    one, other = servers(own_redis.url, 2, prefix=prefix)
+    digit = unipen_digits()[12]
+    store = redis.Redis.from_url(own_redis.url)
+    try:
+        async with connect(one.url) as a:
+            shared = await a.share()
+            async with connect(other.url) as b:
+                assert b.welcome is not None
+                token = b.welcome.resume_token
+            async with asyncio.timeout(10):  # its process has recorded it parked
+                while not store.zcard(prefix + "parked"):  # noqa: ASYNC110 -- another process
+                    await asyncio.sleep(0.02)
+            own_redis.stop()
+            async with connect(one.url) as c:
+                await draw(c, digit.strokes)  # solo: live predictions, the model is local
+                live = await until(c, Prediction, final=False, strokes=len(digit.strokes))
+                assert live.top[0].digit == digit.expected
+                began = time.monotonic()
+                with pytest.raises(ServerError) as refused:
+                    await c.share()
+                assert refused.value.code == "unavailable"
+                with pytest.raises(JoinRefused) as info:
+                    await c.join(shared.room, shared.draw_token)
+                assert info.value.code == "unavailable"
+                assert time.monotonic() - began < 3.0  # answered, not hung
+            async with connect(one.url, resume=token) as d:
+                assert d.welcome is not None and d.welcome.resume_error == "resume_unavailable"
+            own_redis.start()  # the same port and append-only file: nothing was lost
+            async with connect(one.url) as e:
+                async with asyncio.timeout(20):
+                    while True:
+                        try:
+                            joined = await e.join(shared.room, shared.watch_token)
+                            break
+                        except JoinRefused as exc:
+                            assert exc.code == "unavailable"  # until it reconnects
+                            await asyncio.sleep(0.1)
+                assert joined.room == shared.room
+            async with connect(one.url, resume=token) as d:
+                assert d.welcome is not None and d.welcome.resumed
+        for proc in (one, other):
+            assert proc.proc is not None and proc.proc.poll() is None  # nothing crashed
+    finally:
+        store.close()
+        for proc in (one, other):
+            proc.stop()
