@@ -89,8 +89,8 @@ async def test_members_on_two_processes_see_one_order_and_the_same_predictions(
         shared = await a.share()
         async with (
             connect(other.url) as b,
-            connect(one.url) as watch_one,
-            connect(other.url) as watch_other,
+            connect(one.url, preview=True) as watch_one,
+            connect(other.url, preview=True) as watch_other,
         ):
             await b.join(shared.room, shared.draw_token)
             await watch_one.join(shared.room, shared.watch_token)
@@ -103,11 +103,14 @@ async def test_members_on_two_processes_see_one_order_and_the_same_predictions(
             authors = {author for _, _, author, _ in seen_one}
             assert authors == {a.welcome.session, b.welcome.session}  # type: ignore[union-attr]
             p_one, p_other = await watch_one.recognize(), await watch_other.recognize()
-            assert p_one.strokes == p_other.strokes == ends
+            assert p_one.strokes == p_other.strokes == ends and p_one.input == p_other.input
             assert p_one.top == p_other.top and p_one.bbox == p_other.bbox  # bit for bit
-            live_one = await until(watch_one, Prediction, final=False, strokes=ends)
-            live_other = await until(watch_other, Prediction, final=False, strokes=ends)
-            assert live_one.top == live_other.top
+            async with connect(one.url) as late:  # every process predicts for a joiner
+                await late.join(shared.room, shared.watch_token)
+                ink = p_one.input
+                live_one = await until(watch_one, Prediction, final=False, input=ink)
+                live_other = await until(watch_other, Prediction, final=False, input=ink)
+            assert live_one.top == live_other.top == p_one.top
 
 
 async def test_a_member_resumes_on_another_process_after_sigkill(
