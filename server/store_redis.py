@@ -146,7 +146,7 @@ class RedisStore(Store):
         self._dummy = token_hash(secrets.token_urlsafe(TOKEN_BYTES))
         self._following: dict[str, str] = {}  # room -> id of the last entry delivered
         self._on_entries: OnEntries | None = None
-        self._wake_id = "$"
+        self._wake_id = "0-0"  # the stream is this process's own: every wake counts
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
 

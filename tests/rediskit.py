@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -105,3 +106,49 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+SCALING_DOC = Path(__file__).resolve().parent.parent / "docs" / "SCALING.md"
+
+
+def nginx_conf(folder: Path, listen: int, upstreams: list[int]) -> str:
+    """docs/SCALING.md's nginx configuration, with these ports and files in `folder`."""
+    text = SCALING_DOC.read_text()
+    conf = text.split("```nginx\n", 1)[1].split("```", 1)[0]
+    lines = "".join(f"        server 127.0.0.1:{port};\n" for port in upstreams)
+    conf = re.sub(r"( +server 127\.0\.0\.1:\d+;.*\n)+", lines, conf)
+    conf = conf.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{listen};")
+    temp = "".join(
+        f"    {kind}_temp_path {folder / kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return conf.replace("http {\n", f"http {{\n{temp}    access_log off;\n", 1)
+
+
+class Nginx:
+    """nginx with docs/SCALING.md's configuration in front of `upstreams`."""
+
+    def __init__(self, folder: Path, upstreams: list[int]) -> None:
+        self.folder, self.port = folder, free_port()
+        self.conf = folder / "nginx.conf"
+        self.conf.write_text(nginx_conf(folder, self.port, upstreams))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self) -> Nginx:
+        error_log = self.folder / "error.log"
+        directives = f"daemon off; master_process on; pid {self.folder / 'nginx.pid'};"
+        args = [NGINX, "-p", str(self.folder), "-c", str(self.conf), "-e", str(error_log)]
+        self.proc = subprocess.Popen(
+            [*args, "-g", directives], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_listening(self.port, self.proc, "nginx")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)

@@ -9,14 +9,16 @@ import asyncio
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis
 
-from client import DigitsClient, JoinRefused, Prediction, ServerError, connect
+from client import ConnectionClosed, DigitsClient, JoinRefused, Prediction, ServerError, connect
 from protocol import Joined, Presence, ServerMessage, StrokeEvent
-from tests.rediskit import RedisServer, ServerProcess, new_prefix
+from tests.rediskit import Nginx, RedisServer, ServerProcess, new_prefix
 from tests.serverkit import unipen_digits
 
 pytestmark = pytest.mark.asyncio
@@ -229,4 +231,55 @@ async def test_without_redis_solo_drawing_goes_on_and_rooms_answer_unavailable(
     finally:
         store.close()
         for proc in (one, other):
+            proc.stop()
+
+
+async def test_nginx_in_front_of_two_processes_with_the_documented_configuration(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    procs = servers(redis_server.url, 2)
+    proxy = Nginx(tmp_path, [p.port for p in procs]).start()
+    digit = unipen_digits()[30]
+    members: list[DigitsClient] = []
+    try:
+        members = [await DigitsClient.open(proxy.url) for _ in range(4)]
+        a = members[0]
+        shared = await a.share()
+        for c in members[1:]:
+            await c.join(shared.room, shared.draw_token)
+        await draw(a, digit.strokes)
+        for c in members[1:]:
+            seen = await strokes_until(c, len(digit.strokes))
+            assert {author for _, _, author, _ in seen} == {a.welcome.session}  # type: ignore[union-attr]
+        finals = [await c.recognize() for c in members]
+        assert all(f.top == finals[0].top for f in finals)
+        assert finals[0].top[0].digit == digit.expected
+        page = f"http://127.0.0.1:{proxy.port}"
+        async with aiohttp.ClientSession() as http:  # the page's own origin passes the proxy
+            async with http.ws_connect(proxy.url, origin=page) as ws:
+                await ws.send_str('{"type": "hello", "version": 1}')
+                assert "welcome" in (await ws.receive_str())
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(proxy.url, origin="http://evil.example")
+            assert refused.value.status == 403
+        procs[0].signal(signal.SIGKILL)
+        procs[0].wait()
+        dropped = []
+        for c in members:
+            try:
+                await c.ping(wait_s=5)
+            except ConnectionClosed:
+                dropped.append(c)
+        assert 0 < len(dropped) < len(members)  # nginx spread them over both processes
+        for c in dropped:
+            assert c.welcome is not None
+            again = await resume_when_ready(proxy.url, c.welcome.resume_token)
+            members.append(again)
+            state = await until(again, Joined)
+            assert state.room == shared.room and len(state.strokes) == len(digit.strokes)
+    finally:
+        for c in members:
+            await c.close()
+        proxy.stop()
+        for proc in procs:
             proc.stop()
