@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -111,11 +112,14 @@ def supervise(settings: Settings) -> int:
         holder.bind((settings.host, 0))
         settings = dataclasses.replace(settings, port=holder.getsockname()[1])
     spawn = multiprocessing.get_context("spawn")
+    # Run as `python -m server`, this module is `__main__`, which a spawned child cannot
+    # import by that name: hand it the worker under the module's real name.
+    worker = importlib.import_module("server.__main__")._worker
     workers: dict[int, Any] = {}
     stopping: list[int] = []
 
     def start(index: int) -> None:
-        proc = spawn.Process(target=_worker, args=(settings,), name=f"worker-{index}")
+        proc = spawn.Process(target=worker, args=(settings,), name=f"worker-{index}")
         proc.start()
         workers[index] = proc
 

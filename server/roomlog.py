@@ -115,7 +115,8 @@ def apply(canvas: Canvas, op: Op) -> list[Event]:
         return canvas.add(op.member, Role(op.role), op.seq)
     if op.member not in canvas.members:
         if op.kind == INK:
-            raise ProtocolError(Code.NOT_IN_ROOM, "not in the shared session any more", op.seq)
+            seq = op.ink.seq if op.ink is not None else None
+            raise ProtocolError(Code.NOT_IN_ROOM, "not in the shared session any more", seq)
         return []
     if op.kind == LEAVE:
         return canvas.remove(op.member)

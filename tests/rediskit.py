@@ -4,6 +4,7 @@ Both are Debian packages that `make test` installs when missing (`make services`
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -75,9 +76,10 @@ class RedisServer:
 class ServerProcess:
     """`python -m server` in a process of its own, on its own loopback port."""
 
-    def __init__(self, *args: str, port: int | None = None) -> None:
+    def __init__(self, *args: str, port: int | None = None, log: Path | None = None) -> None:
         self.port = free_port() if port is None else port
         self.args = ["--port", str(self.port), "--accelerator", "cpu", *args]
+        self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -85,12 +87,14 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self) -> ServerProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", *self.args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
-        )
+        with contextlib.ExitStack() as files:
+            err = files.enter_context(self.log.open("wb")) if self.log else subprocess.DEVNULL
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "server", *self.args],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+            )
         wait_listening(self.port, self.proc, "the server")
         return self
 

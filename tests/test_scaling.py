@@ -6,7 +6,10 @@ death (SIGKILL) or restart (SIGTERM) of their process; Redis going away stops on
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -283,3 +286,47 @@ async def test_nginx_in_front_of_two_processes_with_the_documented_configuration
         proxy.stop()
         for proc in procs:
             proc.stop()
+
+
+async def test_more_than_one_worker_needs_redis() -> None:
+    done = subprocess.run(  # noqa: ASYNC221 -- the test has nothing else to do meanwhile
+        [sys.executable, "-m", "server", "--workers", "2"], capture_output=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert b"--workers above 1 needs --redis" in done.stderr
+
+
+async def test_two_workers_serve_one_port_and_share_its_rooms(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    log = tmp_path / "server.log"
+    server = ServerProcess(
+        "--workers", "2", "--redis", redis_server.url, "--redis-prefix", new_prefix(), log=log
+    ).start()
+    members: list[DigitsClient] = []
+    try:
+        async with asyncio.timeout(60):  # both workers have started (another process: poll)
+            while len(re.findall(r"\[(\d+)\]: listening on", log.read_text())) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        pids = set(re.findall(r"\[(\d+)\]: listening on", log.read_text()))
+        assert len(pids) == 2 and f":{server.port} " in log.read_text()
+        digit = unipen_digits()[21]
+        members = [await DigitsClient.open(server.url) for _ in range(6)]
+        shared = await members[0].share()
+        for c in members[1:]:
+            await c.join(shared.room, shared.watch_token)
+        await draw(members[0], digit.strokes)
+        for c in members[1:]:
+            assert len(await strokes_until(c, len(digit.strokes))) > 0
+            assert (await c.recognize()).top[0].digit == digit.expected
+        server.signal(signal.SIGTERM)  # every worker closes its sockets with 1012
+        for c in members:
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await c.receive()
+            assert c.close_code == 1012
+        assert server.wait() == 0
+    finally:
+        for c in members:
+            await c.close()
+        server.stop()
