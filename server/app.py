@@ -17,11 +17,13 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
+from aiohttp.typedefs import Handler
 
 from protocol import CloseCode, Code, ProtocolError, encode
 from server.config import Settings
 from server.connection import Connection
 from server.errors import fault
+from server.forwarding import Network, Seen, default_hosts, host_allowed, networks, seen
 from server.hub import Hub
 from server.metrics import Metrics
 from server.model import Model, load_model
@@ -50,18 +52,39 @@ class Shutdown:
 
 
 SHUTDOWN = web.AppKey("shutdown", Shutdown)
+TRUSTED: web.AppKey[tuple[Network, ...]] = web.AppKey("trusted_proxies")
+HOSTS: web.AppKey[tuple[str, ...]] = web.AppKey("allowed_hosts")
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+def origin_allowed(
+    origin: str | None, host: str | None, allowed: tuple[str, ...], scheme: str | None = None
+) -> bool:
     """Whether a browser at `origin` may open a socket. No Origin header: not a browser,
-    allowed. With no `allowed` list the origin must match the Host header (same origin)."""
+    allowed. With no `allowed` list the origin must match the Host header (same origin),
+    and the scheme too when a trusted proxy said which one the browser used."""
     if origin is None or "*" in allowed:
         return True
     if allowed:
         return origin.rstrip("/") in allowed
     parts = urlsplit(origin)
     same_host = host is not None and parts.netloc.lower() == host.lower()
-    return parts.scheme in ("http", "https") and same_host
+    same_scheme = parts.scheme == scheme if scheme else parts.scheme in ("http", "https")
+    return same_scheme and same_host
+
+
+def _seen(request: web.Request) -> Seen:
+    """The request's client, host and scheme, forwarded ones from trusted proxies only."""
+    app = request.app
+    return seen(request.remote or "?", request.host, request.scheme, request.headers, app[TRUSTED])
+
+
+@web.middleware
+async def _known_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse requests for a Host this server is not (DNS rebinding), on every route."""
+    if not host_allowed(_seen(request).host, request.app[HOSTS]):
+        request.app[METRICS].errors.labels("bad_host").inc()
+        raise web.HTTPMisdirectedRequest(text="host not allowed")
+    return await handler(request)
 
 
 class _WsPeer:
@@ -152,7 +175,10 @@ def _new_session(app: web.Application, client: str) -> Session:
 async def websocket(request: web.Request) -> web.StreamResponse:
     """GET /ws: one drawing session per socket."""
     app, settings = request.app, request.app[SETTINGS]
-    if not origin_allowed(request.headers.get("Origin"), request.host, settings.allowed_origins):
+    peer = _seen(request)
+    scheme = peer.scheme if peer.forwarded else None
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, peer.host, settings.allowed_origins, scheme):
         app[METRICS].errors.labels("bad_origin").inc()
         raise web.HTTPForbidden(text="origin not allowed")
     limits = settings.limits
@@ -163,7 +189,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         timeout=CLOSE_TIMEOUT_S,  # close handshake
     )
     await ws.prepare(request)
-    client = request.remote or "?"
+    client = peer.client
     if not _admit(app, client):
         await _refuse(ws, app)
         return ws
@@ -317,8 +343,10 @@ async def _close_sockets(app: web.Application) -> None:
 
 def create_app(settings: Settings, model: Model | None = None) -> web.Application:
     """The application. Pass a loaded `model` to share it (tests); else it loads at startup."""
-    app = web.Application()
+    app = web.Application(middlewares=[_known_host])
     app[SETTINGS] = settings
+    app[TRUSTED] = networks(settings.trusted_proxies)
+    app[HOSTS] = tuple(h.lower() for h in settings.allowed_hosts) or default_hosts(settings.host)
     app[METRICS] = Metrics()
     app[SOCKETS] = weakref.WeakSet()
     app[CLIENTS] = Counter()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol import Limits
+from server.forwarding import networks
 from server.model import DEFAULT_MODEL, Accelerator
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -29,6 +30,10 @@ _HELP = {
     "web_dir": "directory of static files served at /",
     "log_level": "DEBUG | INFO | WARNING | ERROR",
     "allowed_origins": "browser origins allowed on /ws (comma-separated; none = same origin; *)",
+    "trusted_proxies": "proxy addresses or networks (comma-separated CIDRs) whose "
+    "X-Forwarded-For/-Host/-Proto are believed; from anyone else they are ignored",
+    "allowed_hosts": "Host names this server answers to (comma-separated; none = the bound "
+    "address, localhost and the machine's names; *)",
     "redis": "Redis URL of the shared store (redis:// or rediss://, password and database "
     "in the URL); none = rooms in this process's memory",
     "redis_prefix": "prefix of every Redis key of this server",
@@ -68,6 +73,8 @@ class Settings:
     web_dir: Path = WEB_DIR
     log_level: str = "INFO"
     allowed_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     redis: str = ""
     redis_prefix: str = "digits:"
     workers: int = 1
@@ -83,6 +90,7 @@ class Settings:
             raise ValueError(f"accelerator must be one of {', '.join(ACCELERATORS)}")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be 0..65535")
+        networks(self.trusted_proxies)  # ValueError names a bad one
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         if self.workers > 1 and not self.redis:
