@@ -32,7 +32,7 @@ async def test_python_m_server_serves_then_shuts_down_gracefully() -> None:
         assert match is not None
         assert f"model digits ({DEFAULT_MODEL})" in line and "accelerator cpu (litert" in line
         url = match.group(1).replace("http", "ws") + "/ws"
-        async with connect(url) as client:
+        async with connect(url, reconnect=False) as client:
             final = await client.draw([[[50, 10], [50, 90]]], point_interval=0)
             assert final is not None and not final.empty
             proc.send_signal(signal.SIGTERM)

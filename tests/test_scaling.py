@@ -22,7 +22,7 @@ import redis
 from client import ConnectionClosed, DigitsClient, JoinRefused, Prediction, ServerError, connect
 from protocol import Joined, Presence, ServerMessage, StrokeEvent
 from tests.rediskit import Nginx, RedisServer, ServerProcess, new_prefix
-from tests.serverkit import unipen_digits
+from tests.serverkit import metric, unipen_digits
 
 pytestmark = pytest.mark.asyncio
 
@@ -330,3 +330,43 @@ async def test_two_workers_serve_one_port_and_share_its_rooms(
         for c in members:
             await c.close()
         server.stop()
+
+
+async def connections(proc: ServerProcess) -> float:
+    async with aiohttp.ClientSession() as http:
+        text = await (await http.get(f"http://127.0.0.1:{proc.port}/metrics")).text()
+    return metric(text, "digits_connections")
+
+
+async def test_the_client_reconnects_and_resumes_when_its_process_is_killed(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    procs = servers(redis_server.url, 2)
+    proxy = Nginx(tmp_path, [p.port for p in procs]).start()
+    digit = unipen_digits()[33]
+    try:
+        async with connect(proxy.url) as a:  # reconnects by default
+            serving = [p for p in procs if await connections(p) == 1]
+            assert len(serving) == 1
+            dying, living = serving[0], next(p for p in procs if p is not serving[0])
+            shared = await a.share()
+            async with connect(living.url) as b:
+                await b.join(shared.room, shared.watch_token)
+                await draw(a, digit.strokes[:1])
+                await a.ping()
+                dying.signal(signal.SIGKILL)
+                dying.wait()
+                await draw(a, [*digit.strokes[1:], [[7, 7], [8, 8]]])  # waits, then goes on
+                final = await a.recognize()
+                assert a.reconnects == 1 and a.welcome is not None and a.welcome.resumed
+                assert final.strokes == len(digit.strokes) + 1
+                seen = await strokes_until(b, len(digit.strokes) + 1)
+                assert {author for _, _, author, _ in seen} == {a.welcome.session}
+            async with connect(living.url, reconnect=False) as c:
+                living.signal(signal.SIGKILL)
+                with pytest.raises(ConnectionClosed):
+                    await c.recognize()
+    finally:
+        proxy.stop()
+        for proc in procs:
+            proc.stop()
