@@ -186,17 +186,20 @@ class Canvas:
         self.strokes.append(stroke)
         self.points += len(points)
         self.members[member].stroke = stroke.id
-        start = StrokeEvent(self.room or "", "start", stroke.id, member, points)
-        return [*events, *self._emit(start)]
+        if self.room is None:
+            return events
+        return [*events, StrokeEvent(self.room, "start", stroke.id, member, points)]
 
     def _append(self, member: str, points: Points) -> list[Event]:
         if not points:
             return []
         i = self._index(self.members[member].stroke)
         stroke = self.strokes[i]
-        self.strokes[i] = replace(stroke, points=stroke.points + points)
+        self.strokes[i] = RoomStroke(stroke.id, member, stroke.points + points, True)
         self.points += len(points)
-        return self._emit(StrokeEvent(self.room or "", "points", stroke.id, member, points))
+        if self.room is None:
+            return []
+        return [StrokeEvent(self.room, "points", stroke.id, member, points)]
 
     def _end(self, member: str) -> list[Event]:
         drawer = self.members[member]
@@ -259,7 +262,12 @@ class Canvas:
     # ---- helpers ------------------------------------------------------------------------
 
     def _index(self, stroke_id: int | None) -> int:
-        return next(i for i, s in enumerate(self.strokes) if s.id == stroke_id)
+        """Where stroke `stroke_id` is; searched from the end, where open strokes are."""
+        strokes = self.strokes
+        for i in range(len(strokes) - 1, -1, -1):
+            if strokes[i].id == stroke_id:
+                return i
+        raise KeyError(stroke_id)
 
     def _emit(self, event: Event) -> list[Event]:
         return [] if self.room is None else [event]

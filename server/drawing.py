@@ -68,7 +68,8 @@ class Drawing:
         """An ink message: change the canvas, tell the others, predict the new ink."""
         events = self.canvas.apply(member, msg)
         self._changed_at[self.canvas.version] = self.clock()
-        await self.publish(events)
+        if events:
+            await self.publish(events)
         self.touch()
 
     async def apply(self, op: roomlog.Op, local: bool) -> Canvas | None:
@@ -174,11 +175,9 @@ class Drawing:
         """Predict jobs until the pipeline has none: the one place predictions are made."""
         while job is not None:
             try:
-                answer = await self.recognizer.predict(job, self.pipeline.refresh)
-            except Exception as exc:
+                await self._deliver(await self.recognizer.predict(job, self.pipeline.refresh))
+            except Exception as exc:  # every failure goes to the funnel; the pipeline goes on
                 await self._failed(job, exc)
-            else:
-                await self._deliver(answer)
             job = self.pipeline.done()
 
     async def _deliver(self, answer: Answer) -> None:
