@@ -128,7 +128,12 @@ class Hub:
         identity = dataclasses.replace(new.identity, session=record.session)
         session = Session(identity)
         if record.room is not None:
-            drawing = await self._replica(record.room)
+            try:
+                drawing = await self._replica(record.room)
+            except ProtocolError as exc:
+                if exc.code != Code.ROOM_REFUSED:
+                    raise
+                raise ResumeFailed(ResumeError.EXPIRED) from None  # the room is gone
             if record.session not in drawing.canvas.members:
                 raise ResumeFailed(ResumeError.EXPIRED)  # it left the room meanwhile
             session.drawing = drawing
@@ -364,6 +369,12 @@ class Hub:
         for session in self.parked.expire(now):
             if not self.store.shared:
                 await self._forget(session)
+        try:
+            await self._expire_store(now)
+        except ProtocolError:  # the shared store is out of reach: next time
+            log.debug("expiry skipped: shared store unavailable")
+
+    async def _expire_store(self, now: float) -> None:
         for record in await self.store.expire_parked(now):  # claimed by this process
             if record.room is not None:
                 leave = roomlog.dump(Op(roomlog.LEAVE, record.session))

@@ -370,3 +370,34 @@ async def test_the_client_reconnects_and_resumes_when_its_process_is_killed(
         proxy.stop()
         for proc in procs:
             proc.stop()
+
+
+async def test_rooms_and_parked_sessions_outlive_every_process(redis_server: RedisServer) -> None:
+    prefix = new_prefix()
+    (first,) = servers(redis_server.url, 1, prefix=prefix)
+    digit = unipen_digits()[27]
+    try:
+        async with connect(first.url, reconnect=False) as a:
+            shared = await a.share()
+            await draw(a, digit.strokes)
+            await a.ping()
+            async with connect(first.url, reconnect=False) as solo:
+                await draw(solo, digit.strokes)
+                assert (await solo.recognize()).strokes == len(digit.strokes)
+                assert solo.welcome is not None
+                token = solo.welcome.resume_token
+        first.signal(signal.SIGTERM)
+        assert first.wait() == 0
+    finally:
+        first.stop()
+    (second,) = servers(redis_server.url, 1, prefix=prefix)  # a new process, nothing in memory
+    try:
+        async with connect(second.url) as b:
+            joined = await b.join(shared.room, shared.watch_token)
+            assert len(joined.strokes) == len(digit.strokes)
+            assert (await b.recognize()).top[0].digit == digit.expected
+        async with connect(second.url, resume=token) as again:
+            assert again.welcome is not None and again.welcome.resumed
+            assert again.welcome.strokes == len(digit.strokes)
+    finally:
+        second.stop()
