@@ -8,13 +8,14 @@ import contextlib
 import dataclasses
 import functools
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import aiohttp
 import numpy as np
 from aiohttp.test_utils import TestClient
 
+from client import DigitsClient
 from convert.data import UNIPEN_FILE, StrokeSample, load_strokes
 from protocol import Limits
 from server.app import create_app
@@ -125,3 +126,21 @@ async def stepped(done: Callable[[], bool]) -> None:
     async with asyncio.timeout(10):
         while not done():  # noqa: ASYNC110 -- the condition is the server's state, not an event
             await asyncio.sleep(0)
+
+
+async def until(c: DigitsClient, kind: type, **fields: Any) -> Any:
+    """The next message of type `kind` with these field values (others are skipped)."""
+    async with asyncio.timeout(20):
+        while True:
+            msg = await c.receive()
+            if isinstance(msg, kind) and all(getattr(msg, k) == v for k, v in fields.items()):
+                return msg
+
+
+async def draw(c: DigitsClient, strokes: Sequence[Sequence[Sequence[float]]]) -> None:
+    """Send strokes as fast as possible, a few points per message."""
+    for stroke in strokes:
+        await c.start_stroke(stroke[:1])
+        for i in range(1, len(stroke), 4):
+            await c.points(stroke[i : i + 4])
+        await c.end_stroke()

@@ -22,7 +22,7 @@ import redis
 from client import ConnectionClosed, DigitsClient, JoinRefused, Prediction, ServerError, connect
 from protocol import Joined, Presence, ServerMessage, StrokeEvent
 from tests.rediskit import Nginx, RedisServer, ServerProcess, new_prefix
-from tests.serverkit import metric, unipen_digits
+from tests.serverkit import draw, metric, unipen_digits, until
 
 pytestmark = pytest.mark.asyncio
 
@@ -42,22 +42,6 @@ def two(redis_server: RedisServer) -> Iterator[list[ServerProcess]]:
     yield procs
     for proc in procs:
         proc.stop()
-
-
-async def draw(c: DigitsClient, strokes: list[list[list[float]]]) -> None:
-    for stroke in strokes:
-        await c.start_stroke(stroke[:1])
-        for i in range(1, len(stroke), 4):
-            await c.points(stroke[i : i + 4])
-        await c.end_stroke()
-
-
-async def until(c: DigitsClient, kind: type, **fields: Any) -> Any:
-    async with asyncio.timeout(20):
-        while True:
-            msg = await c.receive()
-            if isinstance(msg, kind) and all(getattr(msg, k) == v for k, v in fields.items()):
-                return msg
 
 
 async def strokes_until(c: DigitsClient, ends: int) -> list[tuple[Any, ...]]:

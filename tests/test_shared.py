@@ -29,7 +29,15 @@ from protocol import (
 )
 from server.app import CONNECTIONS, HUB
 from tests.rediskit import RedisServer
-from tests.serverkit import MakeClient, shared_store, start, stepped, unipen_digits
+from tests.serverkit import (
+    MakeClient,
+    draw,
+    shared_store,
+    start,
+    stepped,
+    unipen_digits,
+    until,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -95,15 +103,6 @@ def hub_clock(app: web.Application) -> Clock:
     return clock
 
 
-async def until(c: DigitsClient, kind: type, **fields: Any) -> Any:
-    """The next message of type `kind` with these field values (others are skipped)."""
-    async with asyncio.timeout(10):
-        while True:
-            msg = await c.receive()
-            if isinstance(msg, kind) and all(getattr(msg, k) == v for k, v in fields.items()):
-                return msg
-
-
 def live(messages: list[ServerMessage]) -> list[tuple[Any, ...]]:
     """The live predictions among `messages`, as comparable values (each member's own
     `seq` aside: a room's prediction names every member's latest message)."""
@@ -116,14 +115,6 @@ def live(messages: list[ServerMessage]) -> list[tuple[Any, ...]]:
 
 def after(messages: list[ServerMessage], marker: Any) -> list[ServerMessage]:
     return messages[messages.index(marker) + 1 :]
-
-
-async def draw(c: DigitsClient, strokes: list[list[list[float]]]) -> None:
-    for stroke in strokes:
-        await c.start_stroke(stroke[:1])
-        for i in range(1, len(stroke), 4):
-            await c.points(stroke[i : i + 4])
-        await c.end_stroke()
 
 
 # ---- rooms --------------------------------------------------------------------------------------
