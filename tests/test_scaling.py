@@ -6,6 +6,7 @@ death (SIGKILL) or restart (SIGTERM) of their process; Redis going away stops on
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import subprocess
@@ -294,6 +295,11 @@ async def test_two_workers_serve_one_port_and_share_its_rooms(
                 await asyncio.sleep(0.05)
         pids = set(re.findall(r"\[(\d+)\]: listening on", log.read_text()))
         assert len(pids) == 2 and f":{server.port} " in log.read_text()
+        os.kill(int(min(pids)), signal.SIGKILL)  # a worker dies: it is started again
+        async with asyncio.timeout(60):
+            while len(re.findall(r"\[(\d+)\]: listening on", log.read_text())) < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert "exited (-9); starting it again" in log.read_text()
         digit = unipen_digits()[21]
         members = [await DigitsClient.open(server.url) for _ in range(6)]
         shared = await members[0].share()
