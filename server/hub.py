@@ -389,6 +389,8 @@ class Hub:
 
     async def _drop_idle_replicas(self) -> None:
         """Stop following rooms nobody here is in (online or parked)."""
+        if self._waiting:  # an operation of ours (a join?) is on its way back: not now
+            return
         parked = {s.drawing.room for s in self.parked.sessions() if s.drawing is not None}
         for room, drawing in list(self.replicas.items()):
             if not drawing.online and room not in parked and room not in self._loading:
