@@ -40,6 +40,7 @@ from server.store import (
 )
 
 log = logging.getLogger(__name__)
+COMEBACK_S = 5.0  # how long an appended operation may take to come back from the log
 
 
 class Hub:
@@ -284,8 +285,8 @@ class Hub:
         done: asyncio.Future[Canvas | None] = asyncio.get_running_loop().create_future()
         self._waiting[op.nonce] = done
         try:
-            async with asyncio.timeout(UNAVAILABLE_S):
-                await self.store.append(drawing.room, roomlog.dump(op))
+            await self.store.append(drawing.room, roomlog.dump(op))  # unavailable within 1 s
+            async with asyncio.timeout(COMEBACK_S):
                 return await done
         except TimeoutError:
             raise unavailable(seq) from None
