@@ -391,3 +391,25 @@ async def test_rooms_and_parked_sessions_outlive_every_process(redis_server: Red
             assert again.welcome.strokes == len(digit.strokes)
     finally:
         second.stop()
+
+
+async def test_room_ink_is_one_log_entry_per_message_and_solo_ink_none(
+    own_redis: RedisServer,
+) -> None:
+    prefix = new_prefix()
+    (proc,) = servers(own_redis.url, 1, prefix=prefix)
+    store = redis.Redis.from_url(own_redis.url)
+    digit = unipen_digits()[9]
+    messages = sum(2 + (len(s) - 1 + 3) // 4 for s in digit.strokes)  # as `draw` sends them
+    try:
+        async with connect(proc.url) as solo, connect(proc.url) as a:
+            await draw(solo, digit.strokes)
+            await solo.ping()
+            assert store.keys(prefix + "log:*") == []  # solo drawing never touches Redis
+            shared = await a.share()
+            await draw(a, digit.strokes)
+            await a.ping()
+            assert store.xlen(f"{prefix}log:{shared.room}") == 1 + messages  # the seed, then ink
+    finally:
+        store.close()
+        proc.stop()
