@@ -49,8 +49,8 @@ class RedisServer:
     """A redis-server with AOF persistence (fsync always) in `folder`; stop and start it
     again to test a restart: the same port, the same files."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, free_port()
+    def __init__(self, folder: Path, password: str = "") -> None:
+        self.folder, self.port, self.password = folder, free_port(), password
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,6 +63,8 @@ class RedisServer:
             "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always",
             "--save", "", "--daemonize", "no", "--logfile", str(self.folder / "redis.log"),
         ]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_listening(self.port, self.proc, "redis-server")
 

@@ -413,3 +413,42 @@ async def test_room_ink_is_one_log_entry_per_message_and_solo_ink_none(
     finally:
         store.close()
         proc.stop()
+
+
+async def test_a_password_and_a_database_in_the_url(tmp_path: Path) -> None:
+    secured = RedisServer(tmp_path, password="s3cret")
+    secured.start()
+    prefix = new_prefix()
+    url = f"redis://:s3cret@127.0.0.1:{secured.port}/3"
+    (proc,) = servers(url, 1, prefix=prefix)
+    store = redis.Redis(port=secured.port, password="s3cret", db=3)
+    try:
+        async with connect(proc.url) as a:
+            shared = await a.share()
+        assert store.exists(f"{prefix}room:{shared.room}")
+        draw_hash = store.hget(f"{prefix}room:{shared.room}", "draw")
+        assert draw_hash is not None and shared.draw_token.encode() not in draw_hash  # hashed
+    finally:
+        store.close()
+        proc.stop()
+        secured.stop()
+
+
+async def test_members_of_a_killed_process_leave_their_rooms_after_the_grace_period(
+    redis_server: RedisServer,
+) -> None:
+    one, other = servers(redis_server.url, 2, "--resume-grace-s", "1")
+    try:
+        async with connect(other.url) as watcher:
+            a = await DigitsClient.open(one.url)
+            shared = await a.share()
+            await watcher.join(shared.room, shared.watch_token)
+            assert a.welcome is not None
+            one.signal(signal.SIGKILL)  # nobody parks its sessions: the survivors notice
+            one.wait()
+            await a.close()
+            left = await until(watcher, Presence, event="left")
+            assert (left.member, left.role) == (a.welcome.session, "draw")
+    finally:
+        one.stop()
+        other.stop()
