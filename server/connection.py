@@ -149,6 +149,9 @@ class Connection:
         if self.peer.buffered() > self.limits.send_buffer_bytes:
             self._give_up()
             return
+        if not self.peer.buffered() and self._held is None:
+            await self._write(msg)  # nothing waiting: the usual case, with no timer
+            return
         try:  # a socket that takes nothing for LAST_WORD_S must not hold up its room
             async with asyncio.timeout(LAST_WORD_S):
                 await self._flush()
