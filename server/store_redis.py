@@ -172,11 +172,11 @@ class RedisStore(Store):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
         with contextlib.suppress(RedisError, OSError, TimeoutError):
-            async with asyncio.timeout(UNAVAILABLE_S):
+            async with asyncio.timeout(UNAVAILABLE_S):  # alive no more; left in `procs`, so
+                # that a sweeper claims any session that could not be parked
                 await self.redis.delete(
                     self._k("proc", self.process), self._k("wake", self.process)
                 )
-                await self.redis.zrem(self._k("procs"), self.process)
         await self.redis.aclose()
         await self._reader.aclose()
 
