@@ -20,7 +20,20 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 
-from protocol import Code, Hello, Ink, Join, Left, Limits, ProtocolError, ResumeError, Shared
+from protocol import (
+    Clear,
+    Code,
+    End,
+    Hello,
+    Ink,
+    Join,
+    Left,
+    Limits,
+    ProtocolError,
+    ResumeError,
+    Shared,
+    Undo,
+)
 from server import roomlog
 from server.canvas import Canvas, Event, InkLimits, Role
 from server.drawing import Drawing, Endpoint
@@ -70,6 +83,7 @@ class Hub:
         self._nonces = itertools.count()
         self._waiting: dict[str, asyncio.Future[Canvas | None]] = {}  # our ops in the log
         self._loading: dict[str, asyncio.Task[Drawing]] = {}
+        self._saving: dict[str, bool] = {}  # member -> solo ink changed during its write
 
     def drawing(self, canvas: Canvas) -> Drawing:
         return Drawing(canvas, self.recognizer, self.metrics)
@@ -100,6 +114,8 @@ class Hub:
         if resumed.drawing is None:
             resumed.drawing = self.solo(resumed.member)
         self._record(resumed)
+        if resumed is not session and self.store.shared:
+            self._save_solo(resumed)  # under its new token
         await ep.send(resumed.welcome(hello, resumed is not session, error))
         await self._attach(resumed, ep, predict=resumed is not session)
         return resumed
@@ -201,8 +217,36 @@ class Hub:
         assert drawing is not None
         if drawing.room is None or not self.store.shared:
             await drawing.draw(session.member, msg)
+            if self.store.shared and isinstance(msg, End | Undo | Clear):
+                self._save_solo(session)
         else:
             await self._submit(drawing, Op(roomlog.INK, session.member, ink=msg), msg.seq)
+
+    def _save_solo(self, session: Session) -> None:
+        """A shared store keeps a solo session's finished strokes in its record, so that
+        they survive the death of this process. One write in flight per session; changes
+        meanwhile are written once after it."""
+        member = session.member
+        if member in self._saving:
+            self._saving[member] = True  # again once the write in flight is done
+            return
+        self._saving[member] = False
+        self._spawn(self._write_solo(session))
+
+    async def _write_solo(self, session: Session) -> None:
+        member = session.member
+        try:
+            while True:
+                drawing = session.drawing
+                if drawing is None or drawing.room is not None or session.state is not State.READY:
+                    return
+                seed = roomlog.seed_of(drawing.canvas)
+                await self.store.save_solo(session.identity.resume_token, seed)
+                if not self._saving.get(member):
+                    return
+                self._saving[member] = False
+        finally:
+            self._saving.pop(member, None)
 
     # ---- rooms --------------------------------------------------------------------------
 
@@ -252,6 +296,8 @@ class Hub:
         self._record(session)
         await ep.send(Left(room, seq))
         own.touch()
+        if self.store.shared:
+            self._save_solo(session)  # the copy it took along
         await self._count(room, -1)
 
     def _own(self, session: Session) -> Drawing:

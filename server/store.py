@@ -281,6 +281,10 @@ class Store:
         """The session's connection dropped: resumable until `deadline`."""
         return None
 
+    async def save_solo(self, token: str, seed: dict[str, Any]) -> None:
+        """A live solo session's canvas, kept with its record (see `register`)."""
+        return None
+
     async def resume(self, token: str, now: float) -> SessionRecord:
         """Claim a parked session (once). Raises ResumeFailed."""
         raise ResumeFailed(ResumeError.UNKNOWN)

@@ -308,7 +308,9 @@ class RedisStore(Store):
     async def register(self, token: str, record: SessionRecord) -> None:
         th = token_hash(token)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._k("session", th), mapping=self._fields(record, "live", 0.0))
+            fields = self._fields(record, "live", 0.0)
+            del fields["solo"]  # kept up to date by save_solo, in whatever order they land
+            pipe.hset(self._k("session", th), mapping=fields)
             pipe.persist(self._k("session", th))
             pipe.sadd(self._k("proc", self.process, "sessions"), th)
             await self._call(pipe.execute())
@@ -322,6 +324,10 @@ class RedisStore(Store):
             pipe.zadd(self._k("parked"), {th: deadline})
             pipe.srem(self._k("proc", self.process, "sessions"), th)
             await self._call(pipe.execute())
+
+    async def save_solo(self, token: str, seed: dict[str, Any]) -> None:
+        key = self._k("session", token_hash(token))
+        await self._call(self.redis.hset(key, "solo", msgpack.packb(seed)))
 
     def _fields(self, record: SessionRecord, state: str, deadline: float) -> dict[str, Any]:
         solo = msgpack.packb(record.solo) if record.solo is not None else b""

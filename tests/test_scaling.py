@@ -6,6 +6,7 @@ death (SIGKILL) or restart (SIGTERM) of their process; Redis going away stops on
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgpack
 import pytest
 import redis
 
@@ -450,5 +452,43 @@ async def test_members_of_a_killed_process_leave_their_rooms_after_the_grace_per
             left = await until(watcher, Presence, event="left")
             assert (left.member, left.role) == (a.welcome.session, "draw")
     finally:
+        one.stop()
+        other.stop()
+
+
+def saved_strokes(solo: bytes | None) -> list[object]:
+    return list(msgpack.unpackb(solo)["strokes"]) if solo else []
+
+
+async def test_a_solo_session_keeps_its_finished_strokes_when_its_process_is_killed(
+    redis_server: RedisServer,
+) -> None:
+    prefix = new_prefix()
+    one, other = servers(redis_server.url, 2, prefix=prefix)
+    store = redis.Redis.from_url(redis_server.url)
+    digit = unipen_digits()[14]
+    try:
+        a = await DigitsClient.open(one.url)
+        await draw(a, digit.strokes)
+        assert (await a.recognize()).top[0].digit == digit.expected
+        assert a.welcome is not None
+        token = a.welcome.resume_token
+        key = f"{prefix}session:{hashlib.sha256(token.encode()).hexdigest()}"
+        async with asyncio.timeout(10):  # finished strokes are written a moment after `end`
+            while len(saved_strokes(store.hget(key, "solo"))) < len(digit.strokes):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        one.signal(signal.SIGKILL)
+        one.wait()
+        await a.close()
+        again = await resume_when_ready(other.url, token)
+        try:
+            assert again.welcome is not None
+            got = (again.welcome.strokes, again.welcome.points)
+            assert got == (len(digit.strokes), digit.points)
+            assert (await again.recognize()).top[0].digit == digit.expected
+        finally:
+            await again.close()
+    finally:
+        store.close()
         one.stop()
         other.stop()
