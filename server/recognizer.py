@@ -54,9 +54,35 @@ def _array(stroke: Points) -> npt.NDArray[np.float64]:
         return np.asarray([p[:2] for p in stroke], dtype=np.float64)
 
 
+class _Finished:
+    """Arrays of finished strokes, by identity: a finished stroke is the same tuple in every
+    snapshot of its canvas, so it is converted once, not at every prediction. Used from the
+    batcher's one thread only; bounded, oldest out first."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._arrays: dict[int, tuple[Points, npt.NDArray[np.float64]]] = {}
+
+    def array(self, stroke: Points) -> npt.NDArray[np.float64]:
+        hit = self._arrays.get(id(stroke))
+        if hit is not None and hit[0] is stroke:
+            return hit[1]
+        arr = _array(stroke)
+        if len(self._arrays) >= self.size:
+            del self._arrays[next(iter(self._arrays))]
+        self._arrays[id(stroke)] = (stroke, arr)
+        return arr
+
+
+_FINISHED = _Finished()
+
+
 def _checked(ink: tuple[Points, ...]) -> tuple[list[npt.NDArray[np.float64]], str | None]:
+    """The ink as validated arrays; the last stroke (maybe still being drawn) is converted
+    anew, the others come from the cache."""
     try:
-        return as_strokes([_array(s) for s in ink]), None
+        arrays = [_FINISHED.array(s) for s in ink[:-1]]
+        return as_strokes([*arrays, *(_array(s) for s in ink[-1:])]), None
     except InkError as exc:  # protocol validation should make this unreachable
         return [], str(exc)
 

@@ -9,7 +9,7 @@ import pytest
 from protocol import Guess, Prediction
 from server.canvas import Snapshot
 from server.raster import as_strokes
-from server.recognizer import Answer, Recognizer, bounds, predict_ink, ranked
+from server.recognizer import Answer, Recognizer, _Finished, bounds, predict_ink, ranked
 from tests.serverkit import bundled_model, unipen_digits
 
 
@@ -70,3 +70,15 @@ async def test_predict_answers_empty_ink_without_the_model_and_ink_with_it() -> 
         assert len(recognizer.batcher) == 0
     finally:
         await recognizer.stop()
+
+
+def test_a_finished_stroke_is_converted_once_and_the_cache_is_bounded() -> None:
+    cache = _Finished(size=2)
+    stroke = ((0, 0), (1, 2))
+    first = cache.array(stroke)
+    assert cache.array(stroke) is first  # the same tuple: the same array
+    assert cache.array(tuple(stroke)) is first  # (a tuple of a tuple is that tuple)
+    other = ((0, 0), (1, 2.0))
+    assert cache.array(other) is not first and np.array_equal(cache.array(other), first)
+    cache.array(((5, 5),))
+    assert len(cache._arrays) == 2 and cache.array(stroke) is not first  # evicted, redone
