@@ -193,7 +193,10 @@ class Hub:
         """The rest of parking, which may wait: the room is told; the store keeps a record."""
         room = drawing.room
         if room is not None and self.store.shared:
-            await self._submit(drawing, Op(roomlog.LIFT, session.member))
+            try:
+                await self._submit(drawing, Op(roomlog.LIFT, session.member))
+            except ProtocolError:  # the pen stays down in the room; the record matters more
+                log.warning("a dropped member's open stroke could not be ended")
         else:
             await drawing.publish(events)
         if self.store.shared:
