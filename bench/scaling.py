@@ -150,7 +150,7 @@ async def fan_out(redis_server: Redis, rooms: int, seconds: float) -> None:
             for _ in range(30):
                 await asyncio.sleep(FRAME_S)
                 n += 1
-                x = index * 1_000_000 + n + 0.5  # unique per point
+                x = index + n / 4096  # unique per point, exact, within max_coordinate
                 sent[x] = time.perf_counter()
                 await c.points([[x, 1.0]])
                 messages += 1
