@@ -129,7 +129,14 @@ def capacity(levels: list[int], seconds: float, redis_url: str) -> None:
 
 async def fan_out(redis_server: Redis, rooms: int, seconds: float) -> None:
     ports = [free_port(), free_port()]
-    extra = ["--redis", redis_server.url, "--redis-prefix", "fan:"]
+    extra = [
+        "--redis",
+        redis_server.url,
+        "--redis-prefix",
+        "fan:",
+        "--max-rooms-per-client",
+        "10000",
+    ]
     servers = [Tree(port, extra) for port in ports]
     sent: dict[float, float] = {}  # the point's x -> when it was sent
     latencies: list[float] = []
