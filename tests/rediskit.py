@@ -9,6 +9,7 @@ import itertools
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,8 +28,9 @@ def free_port() -> int:
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
-    """Until `port` accepts connections (the service is up), or fail if it exited."""
-    deadline = time.monotonic() + 10
+    """Until `port` accepts connections (the service is up); if it exits or never listens,
+    it is killed (a failed start leaves nothing running) and this raises."""
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode}")
@@ -37,6 +39,8 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
             return
         except OSError:
             time.sleep(0.02)  # waiting for another process to listen
+    proc.kill()
+    proc.wait()
     raise RuntimeError(f"{what} did not listen on {port}")
 
 
@@ -96,6 +100,7 @@ class ServerProcess:
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+                start_new_session=True,  # its workers too are stopped with it
             )
         wait_listening(self.port, self.proc, "the server")
         return self
@@ -109,8 +114,10 @@ class ServerProcess:
         return self.proc.wait(timeout)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+        """Kill it and any worker it started (its whole process group)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
 
