@@ -149,6 +149,8 @@ class RedisStore(Store):
         self._wake_id = "0-0"  # the stream is this process's own: every wake counts
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        self._appends: list[tuple[str, bytes, asyncio.Future[str]]] = []  # waiting for XADD
+        self._flusher: asyncio.Task[None] | None = None
 
     # ---- keys ---------------------------------------------------------------------------
 
@@ -168,9 +170,10 @@ class RedisStore(Store):
         ]
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *self._background]:
+        tasks = [*self._tasks, *self._background, *([self._flusher] if self._flusher else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(UNAVAILABLE_S):  # alive no more; left in `procs`, so
                 # that a sweeper claims any session that could not be parked
@@ -250,8 +253,30 @@ class RedisStore(Store):
     # ---- logs ---------------------------------------------------------------------------
 
     async def append(self, room_id: str, data: bytes) -> str:
-        entry_id = await self._call(self.redis.xadd(self._log(room_id), {"o": data}))
-        return str(entry_id.decode())
+        """XADD, sent with the other appends of this moment in one pipeline (one round trip
+        for all the connections that drew meanwhile)."""
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._appends.append((self._log(room_id), data, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_appends())
+        return await done
+
+    async def _flush_appends(self) -> None:
+        while self._appends:
+            batch, self._appends = self._appends, []
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key, data, _ in batch:
+                        pipe.xadd(key, {"o": data})
+                    ids = await self._call(pipe.execute())
+            except ProtocolError:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(unavailable())
+                continue
+            for (_, _, done), entry_id in zip(batch, ids, strict=True):
+                if not done.done():
+                    done.set_result(entry_id.decode())
 
     async def history(self, room_id: str) -> list[tuple[str, bytes]]:
         entries = await self._call(self.redis.xrange(self._log(room_id)))
