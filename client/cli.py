@@ -1,5 +1,5 @@
-"""The `digits-client` command: recognize a strokes file, draw strokes read from stdin, or
-watch a shared session.
+"""The `digits-client` command: recognize a strokes file, draw strokes read from stdin,
+watch a shared session, or recognize image files over HTTP.
 
 Belongs here: the arguments, the top of each subcommand, and the one place that turns
 failures into a one-line message and an exit status. The work lives in client/replay.py
@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from client import http as oneshot
 from client.client import ConnectionClosed, JoinRefused, ServerError
 from client.pen import Pace, Pen
 from client.replay import Options, Unreachable, open_client, recognize_file
@@ -109,10 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument(
         "--count", type=_positive(int), help="stop after this many predictions (default: never)"
     )
+    image = sub.add_parser(
+        "image", help="recognize image files (PNG, JPEG, WebP) over HTTP, one JSON line each"
+    )
+    image.add_argument("files", nargs="+", metavar="FILE")
+    image.add_argument(
+        "--url", default=DEFAULT_URL, help="server URL, ws:// or http:// (%(default)s)"
+    )
+    image.add_argument("--top-k", type=int, default=3, choices=range(1, MAX_TOP_K + 1))
+    image.add_argument(
+        "--timeout", type=_positive(float), default=30.0, help="seconds for each image"
+    )
     return parser
 
 
 def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.command == "image":
+        return
     if (args.room is None) != (args.token is None):
         parser.error("--room and --token go together")
     if args.command == "watch" and args.room is None:
@@ -281,7 +295,16 @@ async def run_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # ---- main -----------------------------------------------------------------------------------
 
 
+async def run_image(args: argparse.Namespace, out: TextIO) -> int:
+    """One JSON line per image file: the answer, or the error that file got."""
+    base = oneshot.http_base(args.url)
+    failed = await oneshot.recognize_images(base, args.files, args.top_k, args.timeout, out)
+    return EXIT_FAILURES if failed else EXIT_OK
+
+
 async def _run(args: argparse.Namespace) -> int:
+    if args.command == "image":
+        return await run_image(args, sys.stdout)
     if args.command == "draw":
         return await run_draw(args, sys.stdout, sys.stderr)
     if args.command == "watch":
@@ -308,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check(parser, args)
     try:
         return asyncio.run(_run(args))
-    except Unreachable as exc:
+    except (Unreachable, oneshot.Unreachable) as exc:
         return _fail(str(exc), EXIT_UNREACHABLE)
     except ConnectionClosed as exc:
         return _fail(f"{args.url}: the connection was lost (code {exc.code})", EXIT_UNREACHABLE)

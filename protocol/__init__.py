@@ -13,6 +13,7 @@ from protocol.codec import (
     encode,
     encode_client,
     message_type,
+    parse_points,
 )
 from protocol.errors import FATAL, CloseCode, Code, ProtocolError, ResumeError
 from protocol.messages import (
@@ -103,4 +104,5 @@ __all__ = [
     "encode",
     "encode_client",
     "message_type",
+    "parse_points",
 ]

@@ -125,16 +125,22 @@ def _points(obj: Mapping[str, Any], limits: m.Limits, required: bool) -> m.Point
     raw = obj.get("points")
     if raw is None and not required:
         return ()
+    return parse_points(raw, limits.max_points_per_message, limits.max_coordinate, "message")
+
+
+def parse_points(raw: Any, max_points: int, max_coordinate: float, per: str) -> m.Points:
+    """Validate a list of [x, y] or [x, y, t] points (at most `max_points`, `per` naming
+    what holds them in the error), numbers kept as sent. Raises ProtocolError."""
     if not isinstance(raw, list):
         raise _bad("points must be a list of [x, y] or [x, y, t]")
-    if len(raw) > limits.max_points_per_message:
-        text = f"at most {limits.max_points_per_message} points per message"
-        raise _bad(text, Code.TOO_MANY_POINTS)
-    limit, out = limits.max_coordinate, []
+    if len(raw) > max_points:
+        raise _bad(f"at most {max_points} points per {per}", Code.TOO_MANY_POINTS)
+    out = []
     for p in raw:  # the server's hottest loop: no call per point but the checks
         if not isinstance(p, list) or not 2 <= len(p) <= 3:
             raise _bad("each point must be [x, y] or [x, y, t]")
-        x, y = _number(p[0], limit, "coordinates"), _number(p[1], limit, "coordinates")
+        x = _number(p[0], max_coordinate, "coordinates")
+        y = _number(p[1], max_coordinate, "coordinates")
         out.append((x, y) if len(p) == 2 else (x, y, _number(p[2], m.MAX_TIME, "t")))
     return tuple(out)
 

@@ -49,6 +49,15 @@ class Code(StrEnum):
     WATCH_ONLY = "watch_only"  # a watcher tried to draw, undo or clear
     TOO_SLOW = "too_slow"  # the client stopped reading; it may resume
     UNAVAILABLE = "unavailable"  # rooms and resume are out of reach for now (shared store)
+    # HTTP (/v1/recognize, docs/HTTP.md) only:
+    BAD_JSON = "bad_json"  # a body that is not valid JSON
+    TOO_MANY_ITEMS = "too_many_items"  # more drawings or images than max_items_per_request
+    NOT_AN_IMAGE = "not_an_image"  # the body is not a PNG, JPEG or WebP image
+    BAD_IMAGE = "bad_image"  # a truncated, corrupt or zero-sized image
+    IMAGE_TOO_BIG = "image_too_big"  # more pixels than max_image_pixels
+    NO_INK = "no_ink"  # the image is all one colour
+    BODY_TOO_BIG = "body_too_big"  # a request body above max_body_bytes
+    UNSUPPORTED_TYPE = "unsupported_type"  # a Content-Type the endpoint does not take
 
 
 class ResumeError(StrEnum):

@@ -24,6 +24,7 @@ from server.config import Settings
 from server.connection import Connection
 from server.errors import fault
 from server.forwarding import Network, Seen, default_hosts, host_allowed, networks, seen
+from server.http_api import HttpApi
 from server.hub import Hub
 from server.metrics import Metrics
 from server.model import Model, load_model
@@ -363,6 +364,7 @@ def create_app(settings: Settings, model: Model | None = None) -> web.Applicatio
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    HttpApi(settings, app[METRICS], lambda: app.get(RECOGNIZER)).add_routes(app)
     if settings.web_dir.is_dir():
         app.router.add_static("/", settings.web_dir)
     return app

@@ -42,6 +42,9 @@ _HELP = {
     "batch_wait_ms": "longest wait for a batch to fill, from its first item",
     "queue_max": "most snapshots queued for inference before clients get 'overloaded'",
     "send_buffer_bytes": "unsent bytes beyond which live predictions wait (see too_slow)",
+    "max_body_bytes": "largest HTTP request body accepted by /v1/recognize (larger: 413)",
+    "max_image_pixels": "most pixels (width x height) of one image, checked before decoding",
+    "max_items_per_request": "most drawings or images in one /v1/recognize request",
     "max_frame_bytes": "largest WebSocket frame accepted (larger: close 1009)",
     "max_points_per_message": "points in one start/points/end message",
     "max_points_per_session": "points in one session's ink",
@@ -83,6 +86,9 @@ class Settings:
         0.0  # greedy, as Triton by default: what queues during a batch forms the next
     )
     queue_max: int = 4096
+    max_body_bytes: int = 8 * 2**20
+    max_image_pixels: int = 16_000_000
+    max_items_per_request: int = 64
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:

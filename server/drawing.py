@@ -8,6 +8,7 @@ connections (`Endpoint`). Knows asyncio, not aiohttp; decides nothing about ink.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -184,14 +185,14 @@ class Drawing:
         snap = answer.snapshot
         self.metrics.latency.observe(self.clock() - self._stamp(snap.version))
         async with self._lock:
-            if snap.final:
-                ep = self.online.get(snap.asker or "")
-                if ep is not None:
-                    await ep.send(answer.for_member(snap.asker or "", ep.top_k, ep.preview))
-                return
             for member, ep in list(self.online.items()):
-                if self._since.get(member, 0) <= snap.version:
-                    await ep.offer(answer.for_member(member, ep.top_k, ep.preview))
+                prediction = answer.for_member(member, ep.top_k, ep.preview)
+                if snap.final and member == snap.asker:
+                    await ep.send(prediction)  # the answer to its recognize: never dropped
+                elif snap.final:  # everyone sees the final answer; it answers none of theirs
+                    await ep.offer(dataclasses.replace(prediction, seq=None))
+                elif self._since.get(member, 0) <= snap.version:
+                    await ep.offer(prediction)
 
     async def _failed(self, job: Snapshot, exc: Exception) -> None:
         """A prediction failed: the asker (final) or every member (live) is told."""

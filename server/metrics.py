@@ -56,6 +56,28 @@ class Metrics:
         self.errors = Counter(
             "digits_errors", "Errors sent to clients, by code", ["code"], registry=r
         )
+        self.http_requests = Counter(
+            "digits_http_requests",
+            "POST /v1/recognize requests, by body kind and HTTP status",
+            ["kind", "status"],
+            registry=r,
+        )
+        self.http_seconds = Histogram(
+            "digits_http_request_seconds",
+            "POST /v1/recognize: from the request's start to its answer, by body kind",
+            ["kind"],
+            buckets=_FAST,
+            registry=r,
+        )
+        self.http_items = Counter(
+            "digits_http_items", "Drawings and images recognized over HTTP", ["kind"], registry=r
+        )
+        self.image_seconds = Histogram(
+            "digits_image_preprocess_seconds",
+            "Time to decode one image and make its 28x28 model input",
+            buckets=_FAST,
+            registry=r,
+        )
 
     def count(self, counter: Counter, label: str) -> None:
         """counter{label}++ -- with the labelled child cached (labels() is slow per call)."""

@@ -24,6 +24,8 @@ BOX = 20.0
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 _CANVAS = 44  # ink is drawn centred here, then a 28x28 window is cut around its centre of mass
+CANVAS = _CANVAS
+"""Side of the canvas `centre_by_mass` cuts the 28x28 window from (server.images uses it too)."""
 _CENTRE = _CANVAS / 2.0
 _STEP = 0.35  # spacing, in output pixels, of the pen positions sampled along each segment
 
@@ -103,7 +105,7 @@ def rasterize_batch(batch: Sequence[Sequence[Points]], pen: Pen = MNIST_PEN) -> 
     out: list[Image | None] = [None] * len(batch)
     if inked:
         ink = _Ink([batch[i] for i in inked])
-        images = _centre_by_mass(_draw(ink, pen))
+        images = centre_by_mass(_draw(ink, pen))
         for k, i in enumerate(inked):
             out[i] = images[k]
     return out
@@ -178,8 +180,9 @@ def _draw(ink: _Ink, pen: Pen) -> npt.NDArray[np.float32]:
     return canvas.reshape(ink.count, _CANVAS, _CANVAS).astype(np.float32)
 
 
-def _centre_by_mass(canvas: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Cut from each canvas the 28x28 window whose centre is nearest its centre of mass."""
+def centre_by_mass(canvas: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Cut from each (CANVAS, CANVAS) canvas the 28x28 window whose centre is nearest its
+    centre of mass."""
     n = len(canvas)
     mass = canvas.reshape(n, -1).sum(axis=1).astype(np.float64)
     grid = np.arange(_CANVAS, dtype=np.float64)

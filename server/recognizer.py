@@ -7,7 +7,7 @@ each member's cut of an answer (top_k, preview, its seq). No sockets, no canvas 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,11 +87,19 @@ def _checked(ink: tuple[Points, ...]) -> tuple[list[npt.NDArray[np.float64]], st
         return [], str(exc)
 
 
-def predict_ink(model: Model, batch: list[tuple[Points, ...]]) -> list[Outcome]:
+def predict_ink(
+    model: Model, batch: list[tuple[Points, ...]], ready: Sequence[Image | None] = ()
+) -> list[Outcome]:
     """The batch function: rasterize all snapshots in one pass, run the model once on all
-    the ink. Ink that cannot be drawn gets an Outcome with `error`; it never fails the batch."""
+    the ink. Ink that cannot be drawn gets an Outcome with `error`; it never fails the batch.
+    `ready[i]`, when given and not None, is item i's model input already made (an uploaded
+    image, server/images.py; its ink is empty)."""
     checked = [_checked(ink) for ink in batch]
     images = rasterize_batch([arrays for arrays, _ in checked])
+    if ready:
+        images = [
+            made if made is not None else drawn for made, drawn in zip(ready, images, strict=True)
+        ]
     drawn = [img for img in images if img is not None]
     probs = iter(model.predict_batch(np.stack(drawn)) if drawn else ())
     out = []
@@ -147,6 +155,7 @@ class Job:
 
     snapshot: Snapshot
     refresh: Callable[[Snapshot], Snapshot] | None = None
+    image: Image | None = None  # a model input made elsewhere (server/images.py)
 
 
 def _refresh(job: Job) -> Job:
@@ -169,7 +178,9 @@ class Recognizer:
     ) -> None:
         self.model = model
         self.batcher: MicroBatcher[Job, Outcome] = MicroBatcher(
-            lambda jobs: predict_ink(model, [job.snapshot.ink for job in jobs]),
+            lambda jobs: predict_ink(
+                model, [job.snapshot.ink for job in jobs], [job.image for job in jobs]
+            ),
             prepare=_refresh,
             max_batch=max_batch,
             max_wait=max_wait,
@@ -192,12 +203,23 @@ class Recognizer:
         if not snap.ink:
             return Answer(snap)
         job = Job(snap, refresh)
-        try:
-            outcome = await self.batcher.submit(job)
-        except QueueFull:
-            raise ProtocolError(Code.OVERLOADED, "server busy: prediction skipped") from None
+        outcome = await self._submit(job)
         if outcome.error is not None:
             raise ProtocolError(Code.BAD_NUMBER, outcome.error)
         if outcome.probs is None:
             return Answer(job.snapshot)
         return Answer(job.snapshot, ranked(outcome.probs), outcome.bbox, outcome.image)
+
+    async def predict_image(self, image: Image) -> Answer:
+        """The Answer for a ready 28x28 model input, batched with everyone's ink.
+        Raises ProtocolError(OVERLOADED) when the inference queue is full."""
+        job = Job(Snapshot((), 0, {}, final=True), image=image)
+        outcome = await self._submit(job)
+        assert outcome.probs is not None
+        return Answer(job.snapshot, ranked(outcome.probs), None, image)
+
+    async def _submit(self, job: Job) -> Outcome:
+        try:
+            return await self.batcher.submit(job)
+        except QueueFull:
+            raise ProtocolError(Code.OVERLOADED, "server busy: prediction skipped") from None

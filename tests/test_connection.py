@@ -318,13 +318,14 @@ async def test_members_see_each_others_strokes_and_predictions_with_their_own_se
     assert predictions(pb.sent()) == [(8, False, 2)]  # no stroke event to its author
 
 
-async def test_recognize_in_a_room_answers_the_asker_only() -> None:
+async def test_recognize_in_a_room_answers_the_asker_and_shows_everyone() -> None:
     world = World()
     _, pa, b, pb, _ = await room_of_two(world)
     pa.sent()
     await send(b, Recognize(seq=9))
     await settle(b)
-    assert predictions(pb.sent()) == [(9, True, 1)] and pa.sent() == []
+    assert predictions(pb.sent()) == [(9, True, 1)]  # the answer to its recognize
+    assert predictions(pa.sent()) == [(None, True, 1)]  # the same final, answering nothing of a's
 
 
 async def test_leave_keeps_a_copy_predicted_with_the_leave_seq() -> None:

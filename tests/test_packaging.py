@@ -6,7 +6,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-SERVER_ONLY = ("numpy", "ai_edge_litert", "tflite_runtime", "skimage", "scipy", "prometheus_client")
+SERVER_ONLY = (
+    "numpy",
+    "ai_edge_litert",
+    "tflite_runtime",
+    "skimage",
+    "scipy",
+    "PIL",
+    "prometheus_client",
+)
 
 
 def run_without(modules: tuple[str, ...], code: str) -> subprocess.CompletedProcess[str]:
