@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import secrets
 import time
@@ -83,8 +84,11 @@ def _seen(request: web.Request) -> Seen:
 async def _known_host(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse requests for a Host this server is not (DNS rebinding), on every route."""
     if not host_allowed(_seen(request).host, request.app[HOSTS]):
-        request.app[METRICS].errors.labels("bad_host").inc()
-        raise web.HTTPMisdirectedRequest(text="host not allowed")
+        request.app[METRICS].errors.labels(Code.BAD_HOST).inc()
+        error = {"code": Code.BAD_HOST, "message": "this server does not answer to that host"}
+        raise web.HTTPMisdirectedRequest(
+            text=json.dumps({"error": error}), content_type="application/json"
+        )
     return await handler(request)
 
 

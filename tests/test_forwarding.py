@@ -77,9 +77,9 @@ async def test_dns_rebinding_is_refused_and_known_hosts_are_served(
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(url, headers=evil)
         assert refused.value.status == 421
-        assert (
-            await http.get(url.replace("ws://", "http://").replace("/ws", "/"), headers=evil)
-        ).status == 421
+        page = await http.get(url.replace("ws://", "http://").replace("/ws", "/"), headers=evil)
+        assert page.status == 421
+        assert (await page.json())["error"]["code"] == "bad_host"
         same = {"Origin": f"http://localhost:{client.port}", "Host": f"localhost:{client.port}"}
         async with http.ws_connect(url, headers=same) as ws:
             await ws.send_json({"type": "hello", "version": 1})
