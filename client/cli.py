@@ -168,6 +168,7 @@ def prediction_record(msg: Prediction) -> dict[str, Any]:
         "empty": msg.empty,
         "digit": None if msg.empty else msg.top[0].digit,
         "top": [{"digit": g.digit, "p": round(g.p, 6)} for g in msg.top],
+        "verdict": msg.verdict,
         "strokes": msg.strokes,
     }
 

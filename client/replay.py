@@ -127,6 +127,7 @@ class Outcome:
             "label": self.sample.label,
             "digit": self.digit,
             "top": [{"digit": g.digit, "p": round(g.p, 6)} for g in self.prediction.top],
+            "verdict": self.prediction.verdict,
             "live": self.live,
             "latency_ms": round(self.latency_ms, 3),
             "strokes": len(self.sample.strokes),
@@ -134,6 +135,8 @@ class Outcome:
         }
         if self.sample.label is not None:
             out["correct"] = self.digit == self.sample.label
+        if self.sample.char is not None:
+            out["char"] = self.sample.char
         return out
 
 

@@ -1,4 +1,5 @@
-"""python -m convert {all,train,quantize,evaluate,download}: build, check and ship the model."""
+"""python -m convert {all,loso,fold,pretrain,train,quantize,evaluate,card,download}: build,
+check and ship the model."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from convert.data import MIRROR, MNIST_DIR, UNIPEN_FILE, download_mnist
+from convert.data import LETTERS_FILE, MIRROR, MNIST_DIR, UNIPEN_FILE, download_mnist
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "models" / "digits.tflite"
+LOSO_SUMMARY = Path(__file__).resolve().parent.parent / "runs" / "loso" / "summary.json"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -29,12 +31,20 @@ def _training(p: argparse.ArgumentParser) -> None:
         default=UNIPEN_FILE,
         help="strokes file to train on (env DIGITS_UNIPEN_FILE)",
     )
+    p.add_argument(
+        "--letters",
+        type=Path,
+        default=LETTERS_FILE,
+        help="letters and symbols to learn to reject (env DIGITS_LETTERS_FILE)",
+    )
     p.add_argument("--no-strokes", action="store_true", help="train on MNIST only")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--pretrain-epochs", type=int, default=None, help="MNIST trunk epochs")
+    p.add_argument("--epochs", type=int, default=None, help="head epochs")
     p.add_argument(
         "--limit", type=int, default=None, help="use only the first N images/samples (smoke tests)"
     )
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--cache", type=Path, default=None, help="trunk and feature cache directory")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,6 +56,21 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="where the .tflite goes (card beside it)"
     )
+
+    lo = sub.add_parser(
+        "loso", help="leave-one-source-out: one fold per UNIPEN source, each its own process"
+    )
+    _training(lo)
+    lo.add_argument("--out", type=Path, default=None, help="fold results (default runs/loso)")
+    lo.add_argument("--lock", type=Path, default=None, help="run each fold under flock FILE")
+
+    f = sub.add_parser("fold", help="one leave-one-source-out fold")
+    _training(f)
+    f.add_argument("holdout", help="the UNIPEN source left out and measured")
+    f.add_argument("--out", type=Path, required=True)
+
+    pt = sub.add_parser("pretrain", help="train (or find cached) the MNIST trunk")
+    _training(pt)
 
     t = sub.add_parser("train", help="train and save a Keras model")
     _training(t)
@@ -68,9 +93,17 @@ def parser() -> argparse.ArgumentParser:
         help=f"strokes files (default {UNIPEN_FILE})",
     )
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--reject-at", type=float, default=None, help="default: the model card's")
+    e.add_argument("--unsure-below", type=float, default=None, help="default: the model card's")
 
     c = sub.add_parser("card", help="regenerate models/README.md from a model card")
     c.add_argument("--model", type=Path, default=DEFAULT_OUT)
+    c.add_argument(
+        "--loso",
+        type=Path,
+        default=None,
+        help="first put this `convert loso` summary.json into the card (the model is unchanged)",
+    )
 
     d = sub.add_parser("download", help="fetch the MNIST files from a mirror and verify them")
     d.add_argument("--dest", type=Path, required=True)
@@ -82,28 +115,50 @@ def _config(args: argparse.Namespace) -> Any:
     from convert.train import TrainConfig
 
     cfg = TrainConfig(
-        mnist_dir=args.mnist, strokes=None if args.no_strokes else args.strokes, limit=args.limit
+        mnist_dir=args.mnist,
+        strokes=None if args.no_strokes else args.strokes,
+        letters=None if args.no_strokes else args.letters,
+        limit=args.limit,
     )
-    if args.epochs is not None:
-        cfg.epochs = args.epochs
-    if args.seed is not None:
-        cfg.seed = args.seed
+    for name, value in (
+        ("head_epochs", args.epochs),
+        ("pretrain_epochs", args.pretrain_epochs),
+        ("seed", args.seed),
+        ("cache_dir", args.cache),
+    ):
+        if value is not None:
+            setattr(cfg, name, value)
     return cfg
 
 
-def _quantize_and_ship(
-    model: Any, cfg: Any, out: Path, evaluate_strokes: bool = True
-) -> dict[str, Any]:
-    from convert.card import build_card, write_card
-    from convert.quantize import to_float_tflite, to_int8_tflite
-    from convert.train import representative_images
+def _fold_args(args: argparse.Namespace) -> list[str]:
+    """The training flags given to `loso`, passed on to each `fold`."""
+    out = ["--mnist", str(args.mnist), "--strokes", str(args.strokes)]
+    out += ["--letters", str(args.letters)]
+    for flag, value in (
+        ("--epochs", args.epochs),
+        ("--pretrain-epochs", args.pretrain_epochs),
+        ("--limit", args.limit),
+        ("--seed", args.seed),
+        ("--cache", args.cache),
+    ):
+        if value is not None:
+            out += [flag, str(value)]
+    return out
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+
+def _ship(model: Any, rows: Any, cfg: Any, out: Path) -> dict[str, Any]:
+    from convert.card import build_card, write_card
+    from convert.quantize import to_float_tflite
+    from convert.ship import quantize_and_calibrate
+
+    quantize_and_calibrate(model, rows, cfg, out)
     float_path = out.with_name(out.stem + "-float.tflite")
     float_path.write_bytes(to_float_tflite(model))
-    out.write_bytes(to_int8_tflite(model, representative_images(cfg)))
     command = "python -m convert " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    card = build_card(model, cfg, out, float_path, command, evaluate_strokes)
+    loso_file = LOSO_SUMMARY if out.resolve() == DEFAULT_OUT else None
+    loso = json.loads(loso_file.read_text()) if loso_file and loso_file.exists() else None
+    card = build_card(model, cfg, out, float_path, command, True, loso)
     write_card(out, card)
     float_path.unlink()
     if out.resolve() == DEFAULT_OUT:
@@ -119,13 +174,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "evaluate":
         return _evaluate(args)
     if args.command == "card":
+        if args.loso is not None:
+            _merge_loso(args.model, args.loso)
         return _write_readme(args.model)
     cfg = _config(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from convert.train import train
+    from convert import loso
+    from convert.train import pretrain_trunk, train
 
+    if args.command == "pretrain":
+        pretrain_trunk(cfg)
+        return 0
+    if args.command == "loso":
+        summary = loso.run_all(cfg, args.out or loso.RUNS, args.lock, _fold_args(args))
+        print(json.dumps(summary, indent=1))
+        return 0
+    if args.command == "fold":
+        result = loso.run_fold(cfg, args.holdout, args.out)
+        print(json.dumps({k: v for k, v in result.items() if k in ("holdout", "mnist")}))
+        return 0
     if args.command == "train":
-        model = train(cfg)
+        model, _ = train(cfg)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         model.save(args.out)
         print(f"saved {args.out}")
@@ -133,13 +202,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "quantize":
         import keras
 
+        from convert.train import pretrain_trunk as trunk_of
+        from convert.trainset import with_features
+
         model = keras.models.load_model(args.keras)
+        rows = with_features(cfg, trunk_of(cfg))
     else:
-        model = train(cfg)
-    card = _quantize_and_ship(model, cfg, args.out)
-    print(json.dumps(card["accuracy"], indent=2))
+        model, rows = train(cfg)
+    card = _ship(model, rows, cfg, args.out)
+    print(json.dumps(card["accuracy"]["int8"], indent=1))
     print(f"wrote {args.out} ({card['size_bytes']} bytes) and its card")
     return 0
+
+
+def _merge_loso(model: Path, summary: Path) -> None:
+    from convert.card import COMMANDS, write_card
+    from server.model import read_card
+
+    card = read_card(model)
+    card["loso"] = json.loads(summary.read_text())
+    card["commands"] = COMMANDS
+    write_card(model, card)
 
 
 def _write_readme(model: Path) -> int:
@@ -161,8 +244,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from server.verdict import Thresholds
+
     strokes = [UNIPEN_FILE] if args.strokes is None else args.strokes
-    report = evaluate(model, None if args.no_mnist else args.mnist, strokes)
+    try:
+        thresholds = Thresholds.from_card(model.card, args.reject_at, args.unsure_below)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = evaluate(model, None if args.no_mnist else args.mnist, strokes, thresholds)
     print(json.dumps(report) if args.json else format_report(report))
     return 0
 

@@ -27,6 +27,12 @@ UNIPEN_FILE = Path(
         "DIGITS_UNIPEN_FILE", REPO.parent / "shared" / "data" / "unipen" / "unipen1a-dev.jsonl.gz"
     )
 )
+LETTERS_FILE = Path(
+    os.environ.get(
+        "DIGITS_LETTERS_FILE",
+        REPO.parent / "shared" / "data" / "unipen" / "unipen1bcd-dev.jsonl.gz",
+    )
+)
 MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 
 #: SHA-256 of the *uncompressed* standard MNIST files (the gzip wrappers vary between mirrors).
@@ -111,6 +117,12 @@ class StrokeSample:
     source: str
     label: int | None
     strokes: tuple[tuple[tuple[float, ...], ...], ...]
+    char: str | None = None  # the label of a letter or symbol (never a digit)
+
+    @property
+    def name(self) -> str | None:
+        """The label as written in reports: "7", "A", "#", or None when unlabelled."""
+        return str(self.label) if self.label is not None else self.char
 
 
 def iter_strokes(path: Path) -> Iterator[StrokeSample | DataError]:
@@ -122,7 +134,7 @@ def iter_strokes(path: Path) -> Iterator[StrokeSample | DataError]:
             if isinstance(item, LineError):
                 yield DataError(str(item))
             else:
-                yield StrokeSample(item.id, item.source, item.label, item.strokes)
+                yield StrokeSample(item.id, item.source, item.label, item.strokes, item.char)
     except InputError as exc:
         raise DataError(str(exc)) from exc
 

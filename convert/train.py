@@ -1,12 +1,15 @@
-"""Train the digit CNN with Keras on MNIST plus pen strokes drawn by `server.raster`.
+"""Train the digit CNN with Keras: a trunk pre-trained on MNIST alone, then an 11-class head
+(ten digits and "not a digit") on MNIST plus pen strokes drawn by `server.raster`.
 
-Belongs here: the architecture, the augmentation pipeline and the training loop.
+Belongs here: the architecture, the MNIST augmentation pipeline and the training loops.
 TensorFlow is imported lazily so `python -m convert --help` works without it.
 """
 
 from __future__ import annotations
 
-import time
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,77 +17,101 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from convert.augment import render_augmented
-from convert.data import MNIST_DIR, UNIPEN_FILE, load_mnist, load_strokes
+from convert import trainset
+from convert.data import LETTERS_FILE, MNIST_DIR, UNIPEN_FILE, load_mnist, load_strokes
+from convert.trainset import Rows
 
-#: UNIPEN sources drawn into the training set; every other source stays unseen for evaluation.
-TRAIN_SOURCES = ("apa", "apb", "app", "gmd")
+#: Where trained trunks and rendered feature sets are kept between runs (git-ignored).
+CACHE_DIR = Path(__file__).resolve().parent.parent / "runs" / "cache"
+#: Bump when the trunk recipe changes, so a cached trunk of an older recipe is not reused.
+TRUNK_RECIPE = 1
 
 
 @dataclass
 class TrainConfig:
     mnist_dir: Path = MNIST_DIR
     strokes: Path | None = UNIPEN_FILE
-    train_sources: tuple[str, ...] = TRAIN_SOURCES
-    stroke_copies: int = 8
-    epochs: int = 18
+    letters: Path | None = LETTERS_FILE
+    #: UNIPEN sources drawn into training; None means every source in the strokes file.
+    train_sources: tuple[str, ...] | None = None
+    pretrain_epochs: int = 5
+    head_epochs: int = 12
     batch_size: int = 128
     learning_rate: float = 2e-3
     seed: int = 20261127
-    limit: int | None = None  # train on the first N MNIST images only (smoke tests)
+    limit: int | None = None  # use only the first N MNIST images / samples (smoke tests)
+    cache_dir: Path = CACHE_DIR
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def trunk_key(self) -> str:
+        """Names the cached trunk: everything the MNIST pre-training depends on."""
+        recipe = [TRUNK_RECIPE, self.pretrain_epochs, self.batch_size, self.learning_rate]
+        raw = json.dumps([*recipe, self.seed, self.limit, str(self.mnist_dir.resolve())])
+        return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
-def build_model() -> Any:
-    """A small CNN: ~22M multiply-adds, ~290k parameters; outputs logits."""
+
+#: Output classes: the ten digits, then "not a digit" (letters, symbols, scribbles).
+DIGITS = 10
+NOT_DIGIT = 10
+CLASSES = 11
+
+
+def _block(x: Any, filters: int, name: str) -> Any:
+    from keras import layers
+
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def build_trunk() -> Any:
+    """Four conv blocks, 28x28 -> 7x7x64 features: ~18M of the ~22M multiply-adds. Trained
+    once on MNIST alone, then frozen, so each leave-one-source-out fold only trains the head."""
     import keras
     from keras import layers
 
-    def block(x: Any, filters: int, kernel: int = 3) -> Any:
-        x = layers.Conv2D(filters, kernel, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        return layers.ReLU()(x)
+    inp = keras.Input((28, 28, 1), name="image")
+    x = _block(inp, 32, "b1")
+    x = _block(x, 32, "b2")
+    x = layers.MaxPooling2D(name="pool1")(x)  # 14x14
+    x = _block(x, 64, "b3")
+    x = _block(x, 64, "b4")
+    x = layers.MaxPooling2D(name="pool2")(x)  # 7x7
+    return keras.Model(inp, x, name="trunk")
+
+
+FEATURE_SHAPE = (7, 7, 64)
+
+
+def build_head(classes: int = CLASSES) -> Any:
+    """One conv block and two dense layers on the trunk's features; outputs logits."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input(FEATURE_SHAPE, name="features")
+    x = _block(inp, 128, "b5")
+    x = layers.MaxPooling2D(name="pool3")(x)  # 3x3
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(0.3, name="drop1")(x)
+    x = layers.Dense(128, use_bias=False, name="fc")(x)
+    x = layers.BatchNormalization(name="fc_bn")(x)
+    x = layers.ReLU(name="fc_relu")(x)
+    x = layers.Dropout(0.3, name="drop2")(x)
+    out = layers.Dense(classes, name="logits")(x)
+    return keras.Model(inp, out, name=f"head{classes}")
+
+
+def assemble(trunk: Any, head: Any) -> Any:
+    """The served model: image -> trunk -> head -> logits, one flat graph."""
+    import keras
 
     inp = keras.Input((28, 28, 1), name="image")
-    x = block(inp, 32)
-    x = block(x, 32)
-    x = layers.MaxPooling2D()(x)  # 14x14
-    x = block(x, 64)
-    x = block(x, 64)
-    x = layers.MaxPooling2D()(x)  # 7x7
-    x = block(x, 128)
-    x = layers.MaxPooling2D()(x)  # 3x3
-    x = layers.Flatten()(x)
-    x = layers.Dropout(0.3)(x)
-    x = layers.Dense(128, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    x = layers.ReLU()(x)
-    x = layers.Dropout(0.3)(x)
-    out = layers.Dense(10, name="logits")(x)
-    return keras.Model(inp, out, name="digits_cnn")
+    return keras.Model(inp, head(trunk(inp)), name="digits_cnn")
 
 
-def training_arrays(cfg: TrainConfig) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], int]:
-    """MNIST train images plus augmented stroke renders; returns images, labels, #MNIST."""
-    mnist = load_mnist(cfg.mnist_dir, "train")
-    images, labels = mnist.images, mnist.labels
-    if cfg.limit is not None:
-        images, labels = images[: cfg.limit], labels[: cfg.limit]
-    n_mnist = len(images)
-    if cfg.strokes is not None:
-        samples = [s for s in load_strokes(cfg.strokes) if s.source in cfg.train_sources]
-        if cfg.limit is not None:
-            samples = samples[: cfg.limit]
-        t0 = time.perf_counter()
-        s_img, s_lab = render_augmented(samples, cfg.stroke_copies, cfg.seed)
-        print(
-            f"drew {len(s_img)} stroke images from {len(samples)} samples "
-            f"({', '.join(cfg.train_sources)}) in {time.perf_counter() - t0:.1f}s",
-            flush=True,
-        )
-        images = np.concatenate([images, s_img])
-        labels = np.concatenate([labels, s_lab])
-    return images, labels, n_mnist
+def build_model(classes: int = CLASSES) -> Any:
+    """A small CNN: ~22M multiply-adds, ~290k parameters; outputs logits."""
+    return assemble(build_trunk(), build_head(classes))
 
 
 def _dataset(
@@ -148,30 +175,92 @@ def _random_affines(n: Any, seed: int) -> Any:
     return tf.stack([a00, a01, a2, a10, a11, b2, zero, zero], axis=1)
 
 
-def train(cfg: TrainConfig) -> Any:
-    """Train and return the Keras model (logits output)."""
+def _compile(model: Any, lr: float, steps: int) -> None:
     import keras
-    import tensorflow as tf
 
-    keras.utils.set_random_seed(cfg.seed)
-    tf.config.experimental.enable_op_determinism()
-    images, labels, n_mnist = training_arrays(cfg)
-    print(f"training on {len(images)} images ({n_mnist} MNIST) for {cfg.epochs} epochs", flush=True)
-    model = build_model()
-    steps = cfg.epochs * int(np.ceil(len(images) / cfg.batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps, alpha=0.02)
+    schedule = keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.02)
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    model.fit(_dataset(images, labels, n_mnist, cfg), epochs=cfg.epochs, verbose=2)
-    return model
 
 
-def representative_images(cfg: TrainConfig, count: int = 1000) -> npt.NDArray[np.float32]:
-    """Calibration inputs for int8 quantization: a mix of MNIST scans and stroke renders."""
-    images, _, _ = training_arrays(TrainConfig(**{**cfg.__dict__, "stroke_copies": 1}))
-    rng = np.random.default_rng(cfg.seed)
-    pick = rng.choice(len(images), size=min(count, len(images)), replace=False)
-    return images[pick].astype(np.float32)[..., None] / 255.0
+def pretrain_trunk(cfg: TrainConfig) -> Any:
+    """The trunk, trained end to end with a 10-digit head on MNIST train alone (random warps
+    and pen widths), or loaded from the cache. No UNIPEN ink reaches it, so one trunk serves
+    every leave-one-source-out fold without leaking the held-out source."""
+    import keras
+    import tensorflow as tf
+
+    trunk = build_trunk()
+    path = cfg.cache_dir / f"trunk-{cfg.trunk_key()}.weights.h5"
+    if path.exists():
+        trunk.load_weights(path)
+        print(f"trunk from {path}", flush=True)
+        return trunk
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    mnist = load_mnist(cfg.mnist_dir, "train")
+    images, labels = mnist.images[: cfg.limit], mnist.labels[: cfg.limit]
+    print(f"pre-training the trunk on {len(images)} MNIST images", flush=True)
+    model = assemble(trunk, build_head(DIGITS))
+    steps = cfg.pretrain_epochs * int(np.ceil(len(images) / cfg.batch_size))
+    _compile(model, cfg.learning_rate, steps)
+    model.fit(_dataset(images, labels, len(images), cfg), epochs=cfg.pretrain_epochs, verbose=2)
+    cfg.cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.weights.h5")
+    trunk.save_weights(tmp)
+    tmp.replace(path)
+    return trunk
+
+
+def train_head(cfg: TrainConfig, rows: Rows) -> Any:
+    """The 11-class head, trained on the trunk features of `rows` (MNIST scans, drawings of
+    the training sources, letters and symbols to reject, scribbles)."""
+    import keras
+    import tensorflow as tf
+
+    assert rows.features is not None
+    keras.utils.set_random_seed(cfg.seed + 1)
+    tf.config.experimental.enable_op_determinism()
+    counts = np.bincount(rows.labels, minlength=CLASSES)
+    print(f"training the head on {len(rows.labels)} rows (per class {counts.tolist()})", flush=True)
+    head = build_head(CLASSES)
+    steps = cfg.head_epochs * int(np.ceil(len(rows.labels) / cfg.batch_size))
+    _compile(head, cfg.learning_rate, steps)
+    ds = tf.data.Dataset.from_tensor_slices((rows.features, rows.labels.astype(np.int32)))
+    ds = ds.shuffle(len(rows.labels), seed=cfg.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(cfg.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
+    head.fit(ds.prefetch(tf.data.AUTOTUNE), epochs=cfg.head_epochs, verbose=2)
+    return head
+
+
+def sources_of(cfg: TrainConfig) -> tuple[str, ...]:
+    """The UNIPEN sources a config trains on (all sources in its files when unnamed)."""
+    if cfg.train_sources is not None:
+        return cfg.train_sources
+    found: set[str] = set()
+    for path in (cfg.strokes, cfg.letters):
+        if path is not None:
+            found.update(s.source for s in load_strokes(path))
+    return tuple(sorted(found))
+
+
+def train(cfg: TrainConfig) -> tuple[Any, Rows]:
+    """The Keras model (logits out) and the rows its head was trained on: the MNIST trunk
+    (cached) with a head trained on MNIST plus the training sources' drawings."""
+    trunk = pretrain_trunk(cfg)
+    trunk.trainable = False
+    rows = trainset.with_features(cfg, trunk)
+    keep = np.isin(rows.sources, [*sources_of(cfg), "mnist", "synthetic"])
+    picked = rows.select(keep)
+    head = train_head(cfg, picked)
+    return assemble(trunk, head), picked
+
+
+def representative_images(rows: Rows, seed: int, count: int = 1000) -> npt.NDArray[np.float32]:
+    """Calibration inputs for int8 quantization: a random mix of the training rows."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(rows.labels), size=min(count, len(rows.labels)), replace=False)
+    return rows.images[pick].astype(np.float32)[..., None] / 255.0

@@ -276,6 +276,7 @@ def _prediction_from(obj: Mapping[str, Any]) -> m.Prediction:
         bbox=None if bbox is None else (bbox[0], bbox[1], bbox[2], bbox[3]),
         strokes=int(obj["strokes"]),
         input=raw_input,
+        verdict=None if obj.get("verdict") is None else str(obj["verdict"]),
     )
 
 

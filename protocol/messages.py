@@ -162,6 +162,7 @@ class Prediction:
     bbox: tuple[float, float, float, float] | None = None  # as the client's numbers were
     strokes: int = 0
     input: bytes | None = None  # 784 uint8, row-major, 255 = ink; only with preview
+    verdict: str | None = None  # "digit" | "unsure" | "not_digit"; None for empty ink
 
 
 @dataclass(frozen=True, slots=True)

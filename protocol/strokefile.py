@@ -4,7 +4,9 @@ Belongs here: opening a strokes file (gzipped or not, or "-" for stdin) and vali
 line into a Sample, or a LineError naming the file and line. No network, no asyncio.
 
 A sample line is {"id": ..., "label": 0-9 or null, "strokes": [[[x, y], ...], ...]} (the
-UNIPEN file's format); points may carry a third number, t. Coordinates must be finite.
+UNIPEN file's format); points may carry a third number, t. Coordinates must be finite. A
+label may also be one non-digit character (the UNIPEN letters and symbols file): such a
+sample has no digit label and carries the character in `char`.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Sample:
     label: int | None
     strokes: tuple[Stroke, ...]
     source: str = ""  # who contributed it, where the file says (UNIPEN: the source code)
+    char: str | None = None  # the label when it is a character that is not a digit
 
     @property
     def points(self) -> int:
@@ -85,11 +88,18 @@ def parse_stroke(raw: Any) -> Stroke:
 
 
 def _label(raw: Any) -> int | None:
-    if raw is None:
+    if raw is None or _char(raw) is not None:
         return None
     if type(raw) is not int or not 0 <= raw <= 9:
         raise ValueError("label must be an integer from 0 to 9, or null")
     return raw
+
+
+def _char(raw: Any) -> str | None:
+    """A label that is one character other than a digit (a letter or a symbol), else None."""
+    if isinstance(raw, str) and len(raw) == 1 and not raw.isdigit():
+        return raw
+    return None
 
 
 def parse_sample(text: str, line: int) -> Sample:
@@ -110,7 +120,8 @@ def parse_sample(text: str, line: int) -> Sample:
     raw_id = obj.get("id")
     sample_id = f"line{line}" if raw_id is None else str(raw_id)
     source = str(obj.get("source", ""))
-    return Sample(line, sample_id, _label(obj.get("label")), strokes, source)
+    raw_label = obj.get("label")
+    return Sample(line, sample_id, _label(raw_label), strokes, source, _char(raw_label))
 
 
 def parse_draw_line(text: str) -> Stroke | str:

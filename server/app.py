@@ -319,6 +319,7 @@ def _inference(preloaded: Model | None) -> object:
             max_wait=settings.batch_wait_ms / 1000.0,
             max_queue=settings.queue_max,
             on_batch=app[METRICS].observe_batch,
+            thresholds=settings.thresholds(app[MODEL].card),
         )
         app[RECOGNIZER] = recognizer
         store = _store(settings)

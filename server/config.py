@@ -17,6 +17,7 @@ from typing import Any
 from protocol import Limits
 from server.forwarding import networks
 from server.model import DEFAULT_MODEL, Accelerator
+from server.verdict import Thresholds
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 ACCELERATORS = ("auto", "cpu", "gpu")
@@ -27,6 +28,9 @@ _HELP = {
     "model": "the .tflite model (its .json card must sit beside it)",
     "accelerator": "auto | cpu | gpu",
     "threads": "TFLite interpreter threads",
+    "reject_at": "verdict not_digit once P(not a digit) reaches this (negative: the model card's)",
+    "unsure_below": "verdict unsure while the top digit's probability is below this "
+    "(negative: the model card's)",
     "web_dir": "directory of static files served at /",
     "log_level": "DEBUG | INFO | WARNING | ERROR",
     "allowed_origins": "browser origins allowed on /ws (comma-separated; none = same origin; *)",
@@ -73,6 +77,8 @@ class Settings:
     model: Path = DEFAULT_MODEL
     accelerator: Accelerator = "auto"
     threads: int = 1
+    reject_at: float = -1.0  # negative: the model card's value
+    unsure_below: float = -1.0  # negative: the model card's value
     web_dir: Path = WEB_DIR
     log_level: str = "INFO"
     allowed_origins: tuple[str, ...] = ()
@@ -104,6 +110,18 @@ class Settings:
                 "--workers above 1 needs --redis (DIGITS_REDIS): the processes share rooms "
                 "and sessions through Redis"
             )
+        if self.reject_at > 1 or self.unsure_below > 1:
+            raise ValueError("reject_at and unsure_below are probabilities (at most 1)")
+        if self.reject_at == 0:
+            raise ValueError("reject_at must be above 0 (0 would reject everything)")
+
+    def thresholds(self, card: Mapping[str, Any]) -> Thresholds:
+        """The verdict thresholds: these settings where given, else the model card's."""
+        return Thresholds.from_card(
+            card,
+            self.reject_at if self.reject_at >= 0 else None,
+            self.unsure_below if self.unsure_below >= 0 else None,
+        )
 
 
 def _convert(kind: type, raw: str) -> Any:

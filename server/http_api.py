@@ -299,6 +299,7 @@ def answer(prediction: Prediction) -> dict[str, Any]:
         "top": [{"digit": g.digit, "p": g.p} for g in prediction.top],
         "bbox": None if prediction.bbox is None else list(prediction.bbox),
         "strokes": prediction.strokes,
+        "verdict": prediction.verdict,
     }
     if prediction.input is not None:
         out["input"] = base64.b64encode(prediction.input).decode("ascii")

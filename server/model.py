@@ -1,7 +1,9 @@
-"""Load the int8 TFLite digit model and run it: (N, 28, 28) images in, (N, 10) probabilities out.
+"""Load the int8 TFLite digit model and run it: (N, 28, 28) images in, (N, 10) probabilities out,
+and, for a model with an eleventh "not a digit" class, the probability that ink is no digit.
 
 Belongs here: finding a runtime (LiteRT, else tflite-runtime), choosing the accelerator,
-checking the file against its model card, quantizing inputs and dequantizing outputs.
+checking the file against its model card, quantizing inputs, dequantizing outputs and the
+card's temperature calibration.
 Synchronous and thread-confined: callers run `predict_batch` off the event loop, one at a time.
 """
 
@@ -175,8 +177,23 @@ class _GpuRunner:
         return flat.reshape(bucket, *self._out.shape[1:])[:n]
 
 
+DIGITS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """What the model says about N drawings."""
+
+    digits: npt.NDArray[np.float32]  # (N, 10): P(digit | the ink is a digit); rows sum to 1
+    not_digit: npt.NDArray[np.float32]  # (N,): P(the ink is not a digit); 0 for a 10-class model
+
+
 class Model:
-    """A loaded digit model. `predict_batch` is synchronous; call it from one thread at a time."""
+    """A loaded digit model. `predict_batch` is synchronous; call it from one thread at a time.
+
+    The card's `temperature` (default 1) divides the logits before the softmax: it was fitted
+    after quantization so the reported probabilities are honest. A model with 11 outputs has
+    a "not a digit" class; its probability is `Scores.not_digit`."""
 
     def __init__(self, path: Path, card: dict[str, Any], runner: _Runner, accelerator: str) -> None:
         self.path = path
@@ -186,20 +203,37 @@ class Model:
         self.name = str(card.get("name", path.stem))
         self.input_spec = TensorSpec.from_card(card["input"])
         self.output_spec = TensorSpec.from_card(card["output"])
+        self.classes = int(np.prod(self.output_spec.shape[1:]))
+        self.temperature = float(card.get("temperature", 1.0))
+        if self.classes not in (DIGITS, DIGITS + 1) or not self.temperature > 0:
+            raise ModelError(
+                f"{path}: expected 10 or 11 outputs and a positive temperature, "
+                f"got {self.classes} and {self.temperature}"
+            )
         self._runner = runner
 
-    def predict_batch(self, images: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """(N, 28, 28) float images in [0, 1] (1 = ink) -> (N, 10) probabilities (rows sum to 1)."""
+    def logits(self, images: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """(N, 28, 28) float images in [0, 1] (1 = ink) -> (N, classes) dequantized logits,
+        before the temperature."""
         x = np.asarray(images, dtype=np.float32)
         if x.ndim != 3 or x.shape[1:] != (28, 28):
             raise ValueError(f"expected (N, 28, 28) images, got shape {x.shape}")
         if len(x) == 0:
-            return np.zeros((0, 10), np.float32)
+            return np.zeros((0, self.classes), np.float32)
         q = self._quantize(x).reshape(len(x), *self.input_spec.shape[1:])
         raw = self._runner.run(q).astype(np.float32)
         out = self.output_spec
         logits = raw if out.dtype == "float32" else (raw - out.zero_point) * out.scale
-        return _softmax(logits.reshape(len(x), -1))
+        return logits.reshape(len(x), -1)
+
+    def predict_scores(self, images: npt.ArrayLike) -> Scores:
+        """Digit probabilities and the not-a-digit probability of each image."""
+        return scores_from_logits(self.logits(images), self.temperature)
+
+    def predict_batch(self, images: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """(N, 28, 28) float images in [0, 1] (1 = ink) -> (N, 10) digit probabilities (rows
+        sum to 1; for an 11-class model, given that the ink is a digit)."""
+        return self.predict_scores(images).digits
 
     def _quantize(self, x: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
         spec = self.input_spec
@@ -209,6 +243,16 @@ class Model:
         q = np.rint(np.clip(x, 0.0, 1.0) / spec.scale) + spec.zero_point
         clipped: npt.NDArray[Any] = np.clip(q, info.min, info.max).astype(spec.dtype)
         return clipped
+
+
+def scores_from_logits(logits: npt.NDArray[np.float32], temperature: float = 1.0) -> Scores:
+    """Softmax of logits / temperature; with 11 classes the digits are renormalised among
+    themselves and the last class is the not-a-digit probability."""
+    scaled = logits / np.float32(temperature)
+    probs = _softmax(scaled)
+    if probs.shape[1] == DIGITS:
+        return Scores(probs, np.zeros(len(probs), np.float32))
+    return Scores(_softmax(scaled[:, :DIGITS]), probs[:, DIGITS].astype(np.float32))
 
 
 def _softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

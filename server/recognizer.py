@@ -1,8 +1,9 @@
 """Snapshots of ink -> answers of the model, micro-batched across all canvases.
 
-Belongs here: the batch function (ink to arrays, rasterize, one `predict_batch` call, in the
-batcher's thread), the ranking of digits, the bounding box as the client's own numbers, and
-each member's cut of an answer (top_k, preview, its seq). No sockets, no canvas state.
+Belongs here: the batch function (ink to arrays, rasterize, one `predict_scores` call,
+in the batcher's thread), the ranking of digits, the verdict, the bounding box as the
+client's own numbers, and each member's cut of an answer (top_k, preview, its seq).
+No sockets, no canvas state.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from server.batching import BatchStats, MicroBatcher, QueueFull
 from server.canvas import Snapshot
 from server.model import Model
 from server.raster import Image, InkError, as_strokes, rasterize_batch
+from server.verdict import Thresholds, decide
 
 Bbox = tuple[float, float, float, float]
 
@@ -30,6 +32,7 @@ class Outcome:
     image: Image | None
     bbox: Bbox | None
     error: str | None = None
+    not_digit: float = 0.0  # P(the ink is not a digit)
 
 
 def bounds(ink: tuple[Points, ...], arrays: list[npt.NDArray[np.float64]]) -> Bbox:
@@ -101,11 +104,15 @@ def predict_ink(
             made if made is not None else drawn for made, drawn in zip(ready, images, strict=True)
         ]
     drawn = [img for img in images if img is not None]
-    probs = iter(model.predict_batch(np.stack(drawn)) if drawn else ())
-    out = []
+    scores = model.predict_scores(np.stack(drawn)) if drawn else None
+    out, k = [], 0
     for ink, (arrays, error), image in zip(batch, checked, images, strict=True):
         bbox = bounds(ink, arrays) if arrays else None
-        out.append(Outcome(next(probs) if image is not None else None, image, bbox, error))
+        if image is None or scores is None:
+            out.append(Outcome(None, image, bbox, error))
+            continue
+        out.append(Outcome(scores.digits[k], image, bbox, error, float(scores.not_digit[k])))
+        k += 1
     return out
 
 
@@ -129,6 +136,7 @@ class Answer:
     top: tuple[Guess, ...] = ()  # all ten, most probable first; () for empty ink
     bbox: Bbox | None = None
     image: Image | None = None
+    verdict: str | None = None  # digit | unsure | not_digit (server/verdict.py); None: empty
     _preview: bytes | None = field(default=None, repr=False)
 
     @property
@@ -145,7 +153,9 @@ class Answer:
             self._preview = preview_bytes(self.image)
         image = self._preview if preview else None
         top = self.top[:top_k]
-        return Prediction(snap.seq(member), snap.final, False, top, self.bbox, strokes, image)
+        return Prediction(
+            snap.seq(member), snap.final, False, top, self.bbox, strokes, image, self.verdict
+        )
 
 
 @dataclass(slots=True)
@@ -175,8 +185,10 @@ class Recognizer:
         max_wait: float = 0.0,
         max_queue: int = 4096,
         on_batch: Callable[[BatchStats], None] | None = None,
+        thresholds: Thresholds | None = None,
     ) -> None:
         self.model = model
+        self.thresholds = thresholds or Thresholds.from_card(model.card)
         self.batcher: MicroBatcher[Job, Outcome] = MicroBatcher(
             lambda jobs: predict_ink(
                 model, [job.snapshot.ink for job in jobs], [job.image for job in jobs]
@@ -208,7 +220,7 @@ class Recognizer:
             raise ProtocolError(Code.BAD_NUMBER, outcome.error)
         if outcome.probs is None:
             return Answer(job.snapshot)
-        return Answer(job.snapshot, ranked(outcome.probs), outcome.bbox, outcome.image)
+        return self._answer(job.snapshot, outcome)
 
     async def predict_image(self, image: Image) -> Answer:
         """The Answer for a ready 28x28 model input, batched with everyone's ink.
@@ -216,7 +228,12 @@ class Recognizer:
         job = Job(Snapshot((), 0, {}, final=True), image=image)
         outcome = await self._submit(job)
         assert outcome.probs is not None
-        return Answer(job.snapshot, ranked(outcome.probs), None, image)
+        return self._answer(job.snapshot, outcome)
+
+    def _answer(self, snap: Snapshot, outcome: Outcome) -> Answer:
+        assert outcome.probs is not None
+        verdict = decide(float(outcome.probs.max()), outcome.not_digit, self.thresholds)
+        return Answer(snap, ranked(outcome.probs), outcome.bbox, outcome.image, verdict)
 
     async def _submit(self, job: Job) -> Outcome:
         try:

@@ -16,7 +16,7 @@ import numpy as np
 from aiohttp.test_utils import TestClient
 
 from client import DigitsClient
-from convert.data import UNIPEN_FILE, StrokeSample, load_strokes
+from convert.data import LETTERS_FILE, UNIPEN_FILE, StrokeSample, load_strokes
 from protocol import Limits
 from server.app import create_app
 from server.config import Settings
@@ -84,6 +84,20 @@ def shared_store(url: str) -> Iterator[None]:
         yield
     finally:
         SHARED_STORE.pop()
+
+
+@functools.cache
+def unipen_rejects(chars: str = "A#") -> tuple[StrokeSample, ...]:
+    """For each character, the first UNIPEN sample of it that the model scores as not a
+    digit offline (P(not a digit) >= 0.9), so a verdict over the wire is the server's."""
+    model = bundled_model()
+    out = []
+    for char in chars:
+        samples = [s for s in load_strokes(LETTERS_FILE) if s.char == char][:40]
+        images = np.stack([rasterize(s.strokes) for s in samples])
+        scores = model.predict_scores(images)
+        out.append(next(s for s, p in zip(samples, scores.not_digit, strict=True) if p >= 0.9))
+    return tuple(out)
 
 
 def settings(**limits: Any) -> Settings:

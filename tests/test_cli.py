@@ -90,6 +90,7 @@ async def test_recognize_at_pen_speed_reports_every_sample_and_the_accuracy(
     assert [r["line"] for r in rows] == list(range(1, 21))
     assert [r["digit"] for r in rows] == [d.label for d in digits]
     assert all(r["correct"] and r["label"] == r["digit"] for r in rows)
+    assert {r["verdict"] for r in rows} <= {"digit", "unsure"}
     for row, digit in zip(rows, digits, strict=True):
         assert row["top"][0] == {
             "digit": digit.label,
@@ -288,6 +289,7 @@ async def test_draw_prints_live_predictions_then_the_final_answer(
     shown = records(out)
     live, final = shown[:-1], shown[-1]
     assert final["final"] and final["digit"] == digit.label == final["top"][0]["digit"]
+    assert final["verdict"] == "digit"
     assert final["strokes"] == len(digit.strokes)  # the undone stroke is gone
     assert len(live) >= 3 and not any(p["final"] for p in live)
     seqs = [p["seq"] for p in shown]
@@ -322,6 +324,8 @@ def test_parse_sample_accepts_the_unipen_format_and_names_what_is_wrong() -> Non
     ok = parse_sample('{"id": 7, "label": 3, "strokes": [[[1, 2], [3, 4.5, 9]], []]}', 4)
     assert ok == Sample(4, "7", 3, (((1.0, 2.0), (3.0, 4.5, 9.0)), ()))
     assert parse_sample('{"strokes": []}', 9) == Sample(9, "line9", None, ())
+    letter = parse_sample('{"label": "A", "source": "apa", "strokes": [[[1, 2]]]}', 2)
+    assert (letter.label, letter.char, letter.source) == (None, "A", "apa")
     bad = {
         "[1, 2]": "a sample must be a JSON object",
         '{"strokes": 3}': '"strokes" must be a list of strokes',
@@ -329,6 +333,8 @@ def test_parse_sample_accepts_the_unipen_format_and_names_what_is_wrong() -> Non
         '{"strokes": [[[1, Infinity]]]}': "Infinity is not a finite number",
         '{"strokes": [[[1e999, 1]]]}': "point coordinates must be finite",
         '{"strokes": [], "label": 3.0}': "label must be an integer from 0 to 9, or null",
+        '{"strokes": [], "label": "7"}': "label must be an integer from 0 to 9, or null",
+        '{"strokes": [], "label": "AB"}': "label must be an integer from 0 to 9, or null",
     }
     for text, reason in bad.items():
         with pytest.raises(ValueError, match=reason.replace("[", r"\[")):

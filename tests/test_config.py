@@ -8,6 +8,7 @@ import pytest
 
 from server.config import Settings, load_settings
 from server.model import DEFAULT_MODEL
+from server.verdict import Thresholds
 
 
 def test_defaults() -> None:
@@ -69,4 +70,20 @@ def test_scaling_settings_are_flags_and_variables() -> None:
 )
 def test_bad_scaling_settings_are_refused_with_a_reason(argv: list[str], says: str) -> None:
     with pytest.raises(ValueError, match=says):
+        load_settings(argv, {})
+
+
+def test_verdict_thresholds_default_to_the_card_and_are_flags_and_variables() -> None:
+    card = {"verdict": {"reject_at": 0.5, "unsure_below": 0.6}}
+    assert load_settings([], {}).thresholds(card) == Thresholds(0.5, 0.6)
+    s = load_settings(["--reject-at", "0.8"], {"DIGITS_UNSURE_BELOW": "0.3"})
+    assert s.thresholds(card) == Thresholds(0.8, 0.3)
+    assert load_settings([], {"DIGITS_REJECT_AT": "0.7"}).thresholds({}) == Thresholds(0.7, 0.6)
+
+
+@pytest.mark.parametrize(
+    "argv", [["--reject-at", "0"], ["--reject-at", "1.5"], ["--unsure-below", "2"]]
+)
+def test_bad_verdict_thresholds_are_refused(argv: list[str]) -> None:
+    with pytest.raises(ValueError):
         load_settings(argv, {})

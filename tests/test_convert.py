@@ -9,12 +9,17 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from convert.augment import as_arrays, distort, prefix, scribble, to_uint8
+from convert.calibrate import fit_temperature
 from convert.data import (
+    LETTERS_FILE,
     MNIST_DIR,
     MNIST_SHA256,
     UNIPEN_FILE,
@@ -22,8 +27,12 @@ from convert.data import (
     download_mnist,
     iter_strokes,
     load_mnist,
+    load_strokes,
     read_idx,
 )
+from convert.evaluate import ece
+from convert.labels import group
+from convert.loso import table as loso_table
 from server.model import load_model
 from server.raster import rasterize
 
@@ -102,10 +111,16 @@ def test_bad_stroke_lines_are_reported_by_line_number(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_training_smoke_trains_quantizes_and_serves(tmp_path: Path) -> None:
     out = tmp_path / "smoke.tflite"
-    result = run_convert("all", "--limit", "300", "--epochs", "1", "--out", str(out))
+    result = run_convert(
+        "all", "--limit", "300", "--epochs", "1", "--pretrain-epochs", "1",
+        "--cache", str(tmp_path / "cache"), "--out", str(out),
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["input"]["dtype"] == "uint8" and card["output"]["dtype"] == "int8"
+    assert card["output"]["shape"] == [1, 11] and card["temperature"] > 0
+    assert card["verdict"] == {"reject_at": 0.5, "unsure_below": 0.6}
+    assert card["rejects"]["lookalike"] and card["loso"] is None
     assert card["training"]["limit"] == 300 and card["size_bytes"] == out.stat().st_size
     assert set(card["accuracy"]) == {"float", "int8"}
 
@@ -113,6 +128,7 @@ def test_training_smoke_trains_quantizes_and_serves(tmp_path: Path) -> None:
     sample = next(s for s in iter_strokes(UNIPEN_FILE) if not isinstance(s, DataError))
     probs = model.predict_batch(rasterize(sample.strokes)[None])  # type: ignore[index]
     assert probs.shape == (1, 10) and abs(float(probs.sum()) - 1) < 1e-5
+    assert 0 <= model.predict_scores(rasterize(sample.strokes)[None]).not_digit[0] <= 1  # type: ignore[index]
 
     strokes = tmp_path / "few.jsonl"
     lines = gzip.decompress(UNIPEN_FILE.read_bytes()).decode().splitlines()[:40]
@@ -123,6 +139,7 @@ def test_training_smoke_trains_quantizes_and_serves(tmp_path: Path) -> None:
     assert 0.0 <= report["mnist_accuracy"] <= 1.0
     assert report["strokes"][str(strokes)]["count"] == 40
     assert 0.0 <= report["strokes"][str(strokes)]["accuracy"] <= 1.0
+    assert list(report["strokes"][str(strokes)]["ece_prefix"]) == ["0.25", "0.5", "0.75"]
 
     assert run_convert("card", "--model", str(out)).returncode == 0
     readme = (tmp_path / "README.md").read_text()
@@ -130,6 +147,121 @@ def test_training_smoke_trains_quantizes_and_serves(tmp_path: Path) -> None:
     assert f"| MNIST test (10,000) | {card['accuracy']['float']['mnist_test']:.2%} |" in readme
 
 
+def _lines(path: Path, keep: Callable[[dict[str, Any]], bool], count: int) -> list[str]:
+    out = []
+    for line in gzip.decompress(path.read_bytes()).decode().splitlines():
+        if keep(json.loads(line)):
+            out.append(line)
+            if len(out) == count:
+                break
+    return out
+
+
+def test_evaluate_json_reports_accuracy_rejection_and_calibration(tmp_path: Path) -> None:
+    """Per strokes file: count, accuracy, rejected, per_label, ece, ece_prefix; a file of
+    letters has accuracy null; sources the model never heard of are fine."""
+    digits = tmp_path / "digits.jsonl"
+    rows = [json.loads(x) for x in _lines(UNIPEN_FILE, lambda o: o["source"] == "ced", 60)]
+    for row in rows:
+        row["source"] = "zzz"  # a writer from elsewhere
+    digits.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    letters = tmp_path / "letters.jsonl"
+    letters.write_text(
+        "\n".join(_lines(LETTERS_FILE, lambda o: o["label"] in ("A", "#", "O"), 30)) + "\n"
+    )
+    result = run_convert("evaluate", "--no-mnist", "--strokes", str(digits), str(letters), "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    d, x = report["strokes"][str(digits)], report["strokes"][str(letters)]
+    for r in (d, x):
+        assert {"count", "accuracy", "rejected", "per_label", "ece", "ece_prefix"} <= set(r)
+    assert d["count"] == 60 and 0.9 <= d["accuracy"] <= 1 and 0 <= d["rejected"] <= 0.05
+    assert set(d["ece_prefix"]) == {"0.25", "0.5", "0.75"}
+    assert all(0 <= v <= 1 for v in [d["ece"], *d["ece_prefix"].values()])
+    assert sum(v["count"] for v in d["per_label"].values()) == 60
+    assert all(set(v) == {"count", "accuracy", "rejected"} for v in d["per_label"].values())
+    assert d["per_source"]["zzz"]["count"] == 60
+    assert x["count"] == 30 and x["accuracy"] is None and x["ece"] is None
+    assert x["ece_prefix"] == {"0.25": None, "0.5": None, "0.75": None}
+    assert set(x["per_label"]) <= {"A", "#", "O"} and x["per_label"]["A"]["accuracy"] is None
+    assert x["per_label"]["A"]["rejected"] >= 0.8  # A and # look like no digit
+    assert x["groups"]["lookalike"]["count"] == x["per_label"].get("O", {}).get("count", 0)
+    assert "mnist_accuracy" not in report  # --no-mnist
+
+
+def test_evaluate_refuses_bad_thresholds(tmp_path: Path) -> None:
+    result = run_convert("evaluate", "--no-mnist", "--reject-at", "2", "--json")
+    assert result.returncode == 2 and "thresholds" in result.stderr
+
+
 def test_evaluate_reports_a_bad_model_clearly(tmp_path: Path) -> None:
     result = run_convert("evaluate", "--model", str(tmp_path / "missing.tflite"), "--json")
     assert result.returncode == 2 and "cannot read model" in result.stderr
+
+
+def test_prefix_keeps_the_first_points_in_drawing_order() -> None:
+    ink = [np.arange(8.0).reshape(4, 2), np.arange(12.0).reshape(6, 2)]
+    assert [len(s) for s in prefix(ink, 0.5)] == [4, 1]
+    assert [len(s) for s in prefix(ink, 0.25)] == [3]
+    assert [len(s) for s in prefix(ink, 0.01)] == [1]  # never no ink at all
+    assert [len(s) for s in prefix(ink, 1.0)] == [4, 6]
+
+
+def test_distortions_keep_every_point_finite_and_drawable() -> None:
+    rng = np.random.default_rng(0)
+    ink = as_arrays(next(s for s in load_strokes(UNIPEN_FILE) if len(s.strokes) > 1).strokes)
+    drawings = [distort(ink, rng) for _ in range(50)] + [scribble(rng) for _ in range(20)]
+    assert all(np.isfinite(np.concatenate(d)).all() for d in drawings)
+    images = to_uint8(drawings)
+    assert images.shape == (70, 28, 28) and (images.reshape(70, -1).max(axis=1) > 0).all()
+
+
+def test_ece() -> None:
+    confidence = np.array([0.9] * 10 + [0.6] * 10)
+    correct = np.array([1] * 9 + [0] + [1] * 6 + [0] * 4, bool)
+    assert ece(confidence, correct) == pytest.approx(0.0)  # 90% right at 0.9, 60% at 0.6
+    assert ece(np.full(10, 0.95), np.zeros(10, bool)) == pytest.approx(0.95)
+
+
+def test_temperature_fit_recovers_the_temperature_that_made_the_labels() -> None:
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 4, (4000, 11))
+    p = np.exp(logits[:, :10] / 2.5)
+    p /= p.sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(10, p=row) for row in p])
+    assert fit_temperature(logits, labels) == pytest.approx(2.5, rel=0.1)
+
+
+def test_label_groups_follow_the_look_alike_table() -> None:
+    assert [group(c) for c in "OlZSbBgq"] == ["lookalike"] * 8
+    assert [group(c) for c in "uJ/?y"] == ["similar"] * 5
+    assert [group(c) for c in "AEFHKMNRWXkmnwx#%@*+"] == ["reject"] * 20
+
+
+def test_letters_files_carry_the_character_and_no_digit_label() -> None:
+    sample = next(s for s in iter_strokes(LETTERS_FILE) if not isinstance(s, DataError))
+    assert sample.label is None and sample.char is not None and sample.name == sample.char
+
+
+def _fold(source: str, digits: int, accuracy: float) -> dict[str, Any]:
+    prefix_ece = {"0.25": 0.1, "0.5": 0.05, "0.75": 0.02}
+    groups = {"reject": {"count": 10, "rejected": 0.9}, "lookalike": {"count": 4, "rejected": 0}}
+    return {
+        "holdout": source,
+        "mnist": {"accuracy": 0.996, "rejected": 0.001},
+        "digits": {
+            "count": digits, "accuracy": accuracy, "rejected": 0.01, "ece": 0.02,
+            "ece_prefix": prefix_ece,
+        },
+        "letters": {"groups": groups},
+    }  # fmt: skip
+
+
+def test_loso_table_means_per_source_and_pooled_and_names_small_sources() -> None:
+    t = loso_table([_fold("big", 900, 0.99), _fold("mid", 100, 0.95), _fold("tiny", 10, 0.5)])
+    assert t["mean_per_source"]["accuracy"] == pytest.approx((0.99 + 0.95 + 0.5) / 3)
+    assert t["mean_per_source_with_100_or_more_digits"]["accuracy"] == pytest.approx(0.97)
+    assert t["pooled"]["accuracy"] == pytest.approx((891 + 95 + 5) / 1010)
+    assert t["pooled"]["digits"] == 1010 and t["small_sources"] == ["tiny"]
+    assert t["worst_source"]["source"] == "mid"  # tiny is too small to be the worst
+    assert t["letters_pooled"]["reject"] == {"count": 30, "rejected": pytest.approx(0.9)}

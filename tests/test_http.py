@@ -17,7 +17,7 @@ from client import connect
 from server.images import preprocess
 from server.raster import ink_bounds, rasterize
 from tests.imagekit import digit_file, plain_png, png_header_only
-from tests.serverkit import Digit, MakeClient, metric, start, unipen_digits
+from tests.serverkit import Digit, MakeClient, metric, start, unipen_digits, unipen_rejects
 
 pytestmark = pytest.mark.asyncio
 
@@ -56,6 +56,20 @@ async def test_v1_announces_the_limits(aiohttp_client: MakeClient) -> None:
     assert (limits["max_body_bytes"], limits["max_items_per_request"]) == (12345, 7)
     assert limits["max_points_per_drawing"] == 999
     assert limits["max_image_pixels"] == 16_000_000 and limits["max_top_k"] == 10
+
+
+async def test_every_answer_carries_the_verdict(aiohttp_client: MakeClient) -> None:
+    """A UNIPEN letter is not_digit, a digit is digit, in one drawing and in a batch."""
+    client, _ = await start(aiohttp_client)
+    letter, digit = unipen_rejects("A")[0], unipen_digits()[4]
+    status, body = await post_json(client, {"strokes": letter.strokes})
+    assert status == 200 and body["verdict"] == "not_digit"
+    status, body = await post_json(client, strokes_body(digit))
+    assert status == 200 and body["verdict"] == "digit"
+    drawings = [letter.strokes, digit.strokes, []]
+    status, body = await post_json(client, {"drawings": drawings})
+    assert status == 200
+    assert [r["verdict"] for r in body["results"]] == ["not_digit", "digit", None]
 
 
 async def test_strokes_answer_top_bbox_and_input(aiohttp_client: MakeClient) -> None:

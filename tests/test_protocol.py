@@ -72,6 +72,8 @@ CLIENT_MESSAGES: list[ClientMessage] = [
 SERVER_MESSAGES: list[ServerMessage] = [
     Welcome("s1", "tok", "digits", "cpu", "litert", 3, False, Limits(max_connections=7)),
     Prediction(5, False, False, (Guess(7, 0.9), Guess(1, 0.05)), (0.0, 1.0, 2.0, 3.5), 2),
+    Prediction(6, True, False, (Guess(4, 0.4),), (0.0, 0.0, 1.0, 1.0), 1, verdict="not_digit"),
+    Prediction(7, False, False, (Guess(2, 0.3),), (0.0, 0.0, 1.0, 1.0), 1, verdict="unsure"),
     Prediction(None, True, True),
     Prediction(
         9, True, False, (Guess(0, 1.0),), (1.0, 1.0, 1.0, 1.0), 1, bytes(range(256)) * 3 + bytes(16)
@@ -128,7 +130,7 @@ def test_wire_names_are_the_documented_ones() -> None:
     pred = json.loads(encode(Prediction(4, False, True), False))
     assert pred == {
         "type": "prediction", "seq": 4, "final": False, "empty": True,
-        "top": [], "bbox": None, "strokes": 0,
+        "top": [], "bbox": None, "strokes": 0, "verdict": None,
     }  # fmt: skip
     welcome = json.loads(encode(SERVER_MESSAGES[0], False))
     assert set(welcome) == {

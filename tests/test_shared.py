@@ -36,6 +36,7 @@ from tests.serverkit import (
     start,
     stepped,
     unipen_digits,
+    unipen_rejects,
     until,
 )
 
@@ -201,6 +202,9 @@ async def test_the_shared_ink_is_recognized_like_a_solo_drawing(aiohttp_client: 
         await draw(a, digit.strokes)
         assert (await a.recognize()).top[0].digit == digit.expected
         assert (await w.recognize()).top[0].digit == digit.expected
+        await a.clear()
+        await draw(a, unipen_rejects("#")[0].strokes)
+        assert (await a.recognize()).verdict == (await w.recognize()).verdict == "not_digit"
 
 
 async def test_a_watcher_cannot_draw_undo_or_clear(aiohttp_client: MakeClient) -> None:

@@ -23,10 +23,12 @@ from server.app import CLIENTS, CONNECTIONS, RECOGNIZER
 from server.raster import ink_bounds, rasterize
 from tests.serverkit import (
     MakeClient,
+    bundled_model,
     metric,
     start,
     stepped,
     unipen_digits,
+    unipen_rejects,
     unlimited_session,
 )
 
@@ -119,6 +121,48 @@ async def test_a_digit_drawn_at_pen_speed_gets_live_predictions(aiohttp_client: 
     assert live and all(not p.empty for p in live)
     seqs = [p.seq for p in live]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # each newer than the last
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["msgpack", "json"])
+async def test_letters_get_not_digit_and_digits_get_digit(
+    aiohttp_client: MakeClient, binary: bool
+) -> None:
+    _, url = await start(aiohttp_client)
+    live: list[Prediction] = []
+    hook = lambda m, _t: live.append(m) if isinstance(m, Prediction) else None  # noqa: E731
+    async with connect(url, binary=binary, on_message=hook) as c:
+        for letter in unipen_rejects("A#"):
+            final = await c.draw(letter.strokes, point_interval=0)
+            assert final is not None and final.verdict == "not_digit", letter.char
+            await c.clear()
+        digit = unipen_digits()[7]
+        final = await c.draw(digit.strokes, point_interval=0)
+        assert final is not None and final.verdict == "digit"
+        assert final.top[0].digit == digit.expected
+        await c.clear()
+        assert (await c.recognize()).verdict is None  # empty ink: no verdict
+    assert {p.verdict for p in live if not p.empty} <= {"digit", "unsure", "not_digit"}
+
+
+async def test_verdict_thresholds_are_server_settings(aiohttp_client: MakeClient) -> None:
+    """The same digit is unsure when the server asks for certainty and not_digit when it
+    rejects at a probability below the digit's own P(not a digit)."""
+    model = bundled_model()
+    digit = next(
+        d
+        for d in unipen_digits()
+        if (s := model.predict_scores(rasterize(d.strokes)[None])).digits.max() < 0.999  # type: ignore[index]
+        and s.not_digit[0] > 1e-6
+    )
+    not_digit = float(model.predict_scores(rasterize(digit.strokes)[None]).not_digit[0])  # type: ignore[index]
+    for overrides, expected in (
+        ({"reject_at": 1.0, "unsure_below": 1.0}, "unsure"),
+        ({"reject_at": not_digit / 2}, "not_digit"),
+    ):
+        _, url = await start(aiohttp_client, **overrides)
+        async with connect(url) as c:
+            final = await c.draw(digit.strokes, point_interval=0)
+        assert final is not None and final.verdict == expected
 
 
 async def test_preview_is_the_model_input(aiohttp_client: MakeClient) -> None:
