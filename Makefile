@@ -1,13 +1,13 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run   - install the server and start it on the bundled model (http://127.0.0.1:8080)
-#   make test  - install everything (Python packages, Chromium) and run the whole check suite
+#   make test  - install everything (Python packages, Chromium, axe-core) and run the whole check suite
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TFLITE_VENV := .venv-tflite
 ARGS ?=
 
-.PHONY: run test check fmt install install-run browser services tflite-env clean
+.PHONY: run test check fmt install install-run browser node-deps services tflite-env clean
 
 $(VENV)/.run-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,10 +29,15 @@ $(TFLITE_VENV)/.installed:
 	touch $@
 
 install-run: $(VENV)/.run-installed
-install: $(VENV)/.all-installed $(TFLITE_VENV)/.installed browser services
+install: $(VENV)/.all-installed $(TFLITE_VENV)/.installed browser node-deps services
 
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# axe-core (the page's accessibility check in tests/test_page.py), pinned in package-lock.json.
+node-deps:
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	npm ci --no-audit --no-fund
 
 # redis-server and nginx for the multi-process tests (started and stopped by the tests)
 services:
@@ -58,4 +63,4 @@ fmt:
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(TFLITE_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TFLITE_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -307,6 +307,25 @@ def _store(settings: Settings) -> Store:
     return RedisStore(settings.redis, settings.redis_prefix, *quotas, limits.resume_grace_s)
 
 
+# The page runs only its own files: no inline script, no other origin (the WebSocket is
+# same-origin too), never inside a frame. Share links carry their secrets in the URL
+# fragment, and no Referer leaves the page.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every response (page, files, JSON, the socket upgrade)."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
 def _inference(preloaded: Model | None) -> object:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
@@ -364,6 +383,7 @@ def create_app(settings: Settings, model: Model | None = None) -> web.Applicatio
     app.cleanup_ctx.append(_sweep_idle)
     app.cleanup_ctx.append(_sweep_hub)
     app.on_shutdown.append(_close_sockets)
+    app.on_response_prepare.append(_security_headers)
     app.router.add_get("/", index)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/healthz", healthz)

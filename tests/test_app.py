@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -24,6 +25,23 @@ async def test_page_and_its_files_are_served_from_web(aiohttp_client: MakeClient
         assert response.status == 200 and await response.read() == path.read_bytes()
     assert (await client.get("/nope.js")).status == 404
     assert (await client.get("/../pyproject.toml")).status in (403, 404)
+
+
+async def test_every_response_carries_the_security_headers(aiohttp_client: MakeClient) -> None:
+    client, _ = await start(aiohttp_client)
+    for path in ("/", "/app.js", "/style.css", "/healthz", "/metrics", "/nope.js"):
+        response = await client.get(path)
+        csp = response.headers.get("Content-Security-Policy", "")
+        directives = {d.split()[0]: d.split()[1:] for d in csp.split("; ")}
+        assert directives["default-src"] == ["'self'"], path
+        assert directives["connect-src"] == ["'self'"], path  # the WebSocket is same-origin
+        assert directives["frame-ancestors"] == ["'none'"], path
+        assert "script-src" not in directives  # scripts fall back to 'self': no inline script
+        assert response.headers.get("X-Content-Type-Options") == "nosniff", path
+        assert response.headers.get("Referrer-Policy") == "no-referrer", path
+    page = await (await client.get("/")).text()
+    assert re.findall(r"<script[^>]*>", page) == ['<script type="module" src="app.js">']
+    assert re.search(r"\son\w+=", page) is None  # no inline event handlers either
 
 
 async def test_health_and_readiness(aiohttp_client: MakeClient) -> None:

@@ -210,8 +210,8 @@ async def test_watch_prints_the_shared_drawing_and_draw_joins_with_room_and_toke
     async with connect(url) as owner:
         await owner.draw(digit.strokes, point_interval=0)
         shared = await owner.share()
-        room = ["--url", url, "--room", shared.room]
-        rc, out, err = await cli("watch", *room, "--token", shared.watch_token, "--count", "1")
+        room = ["--url", url, f"--room={shared.room}"]  # ids and tokens may start with "-"
+        rc, out, err = await cli("watch", *room, f"--token={shared.watch_token}", "--count", "1")
         assert rc == 0, err
         (row,) = records(out)
         assert (row["digit"], row["strokes"], row["final"]) == (
@@ -221,18 +221,18 @@ async def test_watch_prints_the_shared_drawing_and_draw_joins_with_room_and_toke
         )
         stroke = json.dumps([[0, 0], [500, 500]]).encode() + b"\n"
         rc, out, err = await cli(
-            "draw", *room, "--token", shared.draw_token, "--fast", stdin=stroke
+            "draw", *room, f"--token={shared.draw_token}", "--fast", stdin=stroke
         )
         assert rc == 0, err
         assert records(out)[-1]["strokes"] == len(digit.strokes) + 1  # drew on the shared canvas
         rc, out, err = await cli(
-            "watch", *room, "--token", shared.watch_token, "--events", "--count", "1"
+            "watch", *room, f"--token={shared.watch_token}", "--events", "--count", "1"
         )
         assert rc == 0, err
         joined, prediction = records(out)
         assert (joined["type"], joined["role"]) == ("joined", "watch")
         assert len(joined["strokes"]) == prediction["strokes"] == len(digit.strokes) + 1
-        rc, out, err = await cli("draw", *room, "--token", shared.watch_token, stdin=stroke)
+        rc, out, err = await cli("draw", *room, f"--token={shared.watch_token}", stdin=stroke)
         assert rc == 1 and "server error watch_only" in err
 
 
@@ -249,7 +249,7 @@ async def test_draw_share_prints_the_tokens_and_a_wrong_token_exits_3(
         joined = await c.join(share["room"], share["watch_token"])
         assert [len(s.points) for s in joined.strokes] == [2]
     rc, out, err = await cli(
-        "watch", "--url", url, "--room", share["room"], "--token", share["room"]
+        "watch", "--url", url, f"--room={share['room']}", f"--token={share['room']}"
     )
     assert rc == 3 and out == "" and "room_refused" in err and "Traceback" not in err
 

@@ -207,6 +207,22 @@ async def test_the_shared_ink_is_recognized_like_a_solo_drawing(aiohttp_client: 
         assert (await a.recognize()).verdict == (await w.recognize()).verdict == "not_digit"
 
 
+async def test_a_final_answer_reaches_every_member(aiohttp_client: MakeClient) -> None:
+    _, url = await start(aiohttp_client)
+    digit = unipen_digits()[20]
+    async with clients(url, 3) as (a, b, w):
+        shared = await a.share()
+        await b.join(shared.room, shared.draw_token)
+        await w.join(shared.room, shared.watch_token)
+        await draw(a, digit.strokes)
+        mine = await b.recognize()
+        assert mine.final and mine.seq is not None
+        for other in (a, w):
+            theirs = await until(other, Prediction, final=True)
+            assert theirs.seq is None  # it answers no message of theirs
+            assert (theirs.top[0], theirs.strokes) == (mine.top[0], mine.strokes)
+
+
 async def test_a_watcher_cannot_draw_undo_or_clear(aiohttp_client: MakeClient) -> None:
     server, url = await start(aiohttp_client)
     app = server.app

@@ -1,8 +1,8 @@
 // The WebSocket to the recognition server: hello on every open (asking to resume the
-// previous session), sequence numbers, reconnection with exponential backoff. Knows the
-// protocol's framing, not the drawing.
+// previous session), sequence numbers, reconnection with exponential backoff. Messages are
+// built and read by protocol.js; this file knows the socket, not the drawing.
 
-export const PROTOCOL_VERSION = 1;
+import * as protocol from "./protocol.js";
 
 const BACKOFF_FIRST_MS = 250;
 const BACKOFF_MAX_MS = 8000;
@@ -20,13 +20,15 @@ export function defaultURL(location = window.location) {
  * - "welcome": the server's welcome message; the session is ready for strokes. After a
  *              reconnection `welcome.resumed` says whether the server gave the old session
  *              back (strokes intact); if not, the session is new and empty
- * - "message": every other server message (prediction, error, pong)
+ * - "message": every other server message (prediction, error, pong, room messages), as
+ *              protocol.parse reads it
  */
 export class Connection extends EventTarget {
-  constructor(url, hello) {
+  /** `options`: {topK, preview}, asked for in every hello. */
+  constructor(url, options) {
     super();
     this.url = url;
-    this.hello = hello;
+    this.options = options;
     this.ws = null;
     this.ready = false;
     this.seq = 0;
@@ -58,34 +60,30 @@ export class Connection extends EventTarget {
     }
     this.ws = ws;
     ws.addEventListener("open", () => {
-      const resume = this.resumeToken ? { resume: this.resumeToken } : {};
-      ws.send(JSON.stringify({ type: "hello", version: PROTOCOL_VERSION, ...this.hello, ...resume }));
+      ws.send(protocol.encode(protocol.hello({ ...this.options, resume: this.resumeToken })));
     });
     ws.addEventListener("message", (event) => this._onMessage(ws, event));
     ws.addEventListener("close", (event) => this._onClose(ws, event));
   }
 
-  /** Send a client message with the next sequence number; returns it, or null when offline. */
+  /** Send a message built by protocol.js with the next sequence number; returns that
+   * number, or null when offline. */
   send(message) {
     if (!this.ready) return null;
     this.seq += 1;
-    this.ws.send(JSON.stringify({ ...message, seq: this.seq }));
+    this.ws.send(protocol.encode(message, this.seq));
     return this.seq;
   }
 
   _onMessage(ws, event) {
-    if (ws !== this.ws || typeof event.data !== "string") return;
-    let message;
-    try {
-      message = JSON.parse(event.data);
-    } catch {
-      return;
-    }
+    if (ws !== this.ws) return;
+    const message = protocol.parse(event.data);
+    if (message === null) return;
     if (message.type === "welcome") {
       this.ready = true;
       this.attempt = 0;
       this.welcome = message;
-      this.resumeToken = typeof message.resume_token === "string" ? message.resume_token : null;
+      this.resumeToken = message.resumeToken;
       this._emit("state", { state: "open", attempt: 0 });
       this._emit("welcome", message);
     } else {

@@ -1,59 +1,147 @@
-// The drawing: strokes in logical units and how they look on a canvas.
-// No network and no DOM events here; app.js feeds points in and decides what to send.
+// The drawing: strokes in logical units, clipped to the pad, and how they look on a canvas.
+// No network and no DOM events here; app.js feeds points in and outbox.js sends them.
 
 /** Logical units across the square canvas, whatever its size in CSS pixels. */
 export const UNITS = 1000;
 /** Pen width in logical units: thick, like the ink the model was trained on. */
 export const PEN_WIDTH = 46;
 
+/**
+ * This page's own strokes. Invariants kept here and nowhere else: at most one open stroke
+ * (`current`), `points` counts every point of every stroke, and the redo history holds only
+ * strokes undone since the last new stroke or clear.
+ */
 export class Ink {
-  constructor() {
-    this.strokes = []; // finished strokes, each an array of [x, y]
-    this.current = null; // the stroke being drawn, or null
-    this.points = 0; // points in all strokes
+  #strokes = []; // finished strokes, each an array of [x, y]
+  #current = null; // the stroke being drawn, or null
+  #points = 0;
+  #undone = []; // strokes taken back by undo, most recent last: what redo brings back
+
+  /** Finished strokes (read-only). */
+  get strokes() {
+    return this.#strokes;
+  }
+
+  /** The stroke being drawn (read-only), or null. */
+  get current() {
+    return this.#current;
+  }
+
+  /** Points in all strokes, the open one included. */
+  get points() {
+    return this.#points;
   }
 
   get isEmpty() {
-    return this.strokes.length === 0 && this.current === null;
+    return this.#points === 0;
+  }
+
+  get canRedo() {
+    return this.#undone.length > 0;
   }
 
   /** All strokes, the one being drawn included. */
   all() {
-    return this.current ? [...this.strokes, this.current] : this.strokes;
+    return this.#current ? [...this.#strokes, this.#current] : this.#strokes;
   }
 
+  /** Start a new stroke (ending any open one); new ink forgets the redo history. */
   begin(point) {
     this.end();
-    this.current = [point];
-    this.points += 1;
+    this.#current = [point];
+    this.#points += 1;
+    this.#undone = [];
   }
 
   add(point) {
-    if (!this.current) return;
-    this.current.push(point);
-    this.points += 1;
+    if (!this.#current) return;
+    this.#current.push(point);
+    this.#points += 1;
   }
 
   end() {
-    if (!this.current) return;
-    this.strokes.push(this.current);
-    this.current = null;
+    if (!this.#current) return;
+    if (this.#current.length) this.#strokes.push(this.#current);
+    this.#current = null;
   }
 
-  /** Drop the last stroke (finishing any stroke in progress first); false if none. */
+  /** Take back the last stroke (finishing any stroke in progress first); false if none. */
   undo() {
     this.end();
-    const last = this.strokes.pop();
+    const last = this.#strokes.pop();
     if (last === undefined) return false;
-    this.points -= last.length;
+    this.#points -= last.length;
+    this.#undone.push(last);
     return true;
   }
 
-  clear() {
-    this.strokes = [];
-    this.current = null;
-    this.points = 0;
+  /** Bring back the stroke undone last, as a finished stroke; returns it, or null. */
+  redo() {
+    const stroke = this.#undone.pop();
+    if (stroke === undefined) return null;
+    this.end();
+    this.#strokes.push(stroke);
+    this.#points += stroke.length;
+    return stroke;
   }
+
+  /** Remove everything. With `keepOpen`, a stroke being drawn stays open, emptied (another
+   * member cleared a shared drawing mid-stroke: the next points continue it). */
+  clear({ keepOpen = false } = {}) {
+    this.#strokes = [];
+    this.#current = keepOpen && this.#current ? [] : null;
+    this.#points = 0;
+    this.#undone = [];
+  }
+
+  /** Replace everything with these finished strokes (a shared drawing's state). */
+  load(strokes) {
+    this.clear();
+    this.append(strokes);
+  }
+
+  /** Add finished strokes before any open one (other members' strokes, on leaving a room). */
+  append(strokes) {
+    for (const stroke of strokes) {
+      if (!stroke.length) continue;
+      this.#strokes.push(stroke.map((p) => [p[0], p[1]]));
+      this.#points += stroke.length;
+    }
+  }
+}
+
+/**
+ * The part of the segment a -> b inside the pad (0..UNITS square), as [from, to], or null when
+ * none of it is. Ink the person cannot see never reaches the model.
+ */
+export function clipToPad(a, b) {
+  let t0 = 0;
+  let t1 = 1;
+  const dx = b[0] - a[0];
+  const dy = b[1] - a[1];
+  // Liang-Barsky: each edge narrows the [t0, t1] range of the segment that lies inside.
+  for (const [q, d] of [
+    [a[0], -dx],
+    [UNITS - a[0], dx],
+    [a[1], -dy],
+    [UNITS - a[1], dy],
+  ]) {
+    if (d === 0) {
+      if (q < 0) return null;
+    } else {
+      const t = q / d;
+      if (d < 0) t0 = Math.max(t0, t);
+      else t1 = Math.min(t1, t);
+    }
+  }
+  if (t0 > t1) return null;
+  const at = (t) => [edge(a[0] + t * dx), edge(a[1] + t * dy)];
+  return [t0 === 0 ? a : at(t0), t1 === 1 ? b : at(t1)];
+}
+
+/** Inside the pad, rounded to 0.1 unit as pointer positions are. */
+function edge(v) {
+  return Math.min(UNITS, Math.max(0, Math.round(v * 10) / 10));
 }
 
 /** Paints ink on a canvas sized to its CSS box and the device pixel ratio. */
@@ -85,7 +173,8 @@ export class InkCanvas {
     return [round((event.clientX - rect.left) * k), round((event.clientY - rect.top) * k)];
   }
 
-  render(ink) {
+  /** Paint these strokes (arrays of [x, y] in logical units), and nothing else. */
+  render(strokes) {
     const { ctx, canvas } = this;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, canvas.width, canvas.height);
@@ -95,7 +184,7 @@ export class InkCanvas {
     ctx.lineJoin = "round";
     ctx.lineWidth = PEN_WIDTH;
     ctx.strokeStyle = ctx.fillStyle = getComputedStyle(canvas).color || "#111";
-    for (const stroke of ink.all()) drawStroke(ctx, stroke);
+    for (const stroke of strokes) if (stroke.length) drawStroke(ctx, stroke);
   }
 }
 
