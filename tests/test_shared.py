@@ -215,8 +215,9 @@ async def test_a_final_answer_reaches_every_member(aiohttp_client: MakeClient) -
         await b.join(shared.room, shared.draw_token)
         await w.join(shared.room, shared.watch_token)
         await draw(a, digit.strokes)
+        await a.ping()  # a's ink is in the room (through Redis it is not there on arrival)
         mine = await b.recognize()
-        assert mine.final and mine.seq is not None
+        assert mine.final and mine.seq is not None and mine.strokes == len(digit.strokes)
         for other in (a, w):
             theirs = await until(other, Prediction, final=True)
             assert theirs.seq is None  # it answers no message of theirs
