@@ -37,6 +37,7 @@ from server.ratelimit import TokenBucket, Verdict
 from server.session import Session
 
 LAST_WORD_S = 2.0  # how long the error before a close may wait for a client that is behind
+WRITE_S = 2.0  # a write that cannot complete in this long (the peer's buffers are full) gives up
 
 
 class Peer(Protocol):
@@ -192,7 +193,12 @@ class Connection:
     async def _write(self, msg: ServerMessage) -> None:
         if not self.open:
             return
-        await self.peer.send(encode(msg, self.binary))
+        try:  # a write past the socket's high-water mark waits for the peer to read: not forever
+            async with asyncio.timeout(WRITE_S):
+                await self.peer.send(encode(msg, self.binary))
+        except TimeoutError:
+            self._give_up()
+            return
         if isinstance(msg, Prediction):
             kind = "empty" if msg.empty else "final" if msg.final else "live"
             self.metrics.count(self.metrics.predictions, kind)
