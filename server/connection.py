@@ -150,15 +150,8 @@ class Connection:
         if self.peer.buffered() > self.limits.send_buffer_bytes:
             self._give_up()
             return
-        if not self.peer.buffered() and self._held is None:
-            await self._write(msg)  # nothing waiting: the usual case, with no timer
-            return
-        try:  # a socket that takes nothing for LAST_WORD_S must not hold up its room
-            async with asyncio.timeout(LAST_WORD_S):
-                await self._flush()
-                await self._write(msg)
-        except TimeoutError:
-            self._give_up()
+        await self._flush()
+        await self._write(msg)  # waits at most WRITE_S for a peer that does not read
 
     async def offer(self, prediction: Prediction) -> None:
         """Send a live prediction now, or hold it while the client is behind; a newer one
