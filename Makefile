@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TFLITE_VENV := .venv-tflite
 ARGS ?=
 
-.PHONY: run test check fmt install install-run browser node-deps tflite-env clean
+.PHONY: run test check fmt install install-run browser node-deps services tflite-env clean
 
 $(VENV)/.run-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ $(TFLITE_VENV)/.installed:
 	touch $@
 
 install-run: $(VENV)/.run-installed
-install: $(VENV)/.all-installed $(TFLITE_VENV)/.installed browser node-deps
+install: $(VENV)/.all-installed $(TFLITE_VENV)/.installed browser node-deps services
 
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
@@ -38,6 +38,13 @@ browser:
 node-deps:
 	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
 	npm ci --no-audit --no-fund
+
+# redis-server and nginx for the multi-process tests (started and stopped by the tests)
+services:
+	@command -v redis-server >/dev/null && { command -v nginx >/dev/null || test -x /usr/sbin/nginx; } || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx; }
+	@# the packages may start their own services: tests start their own, so stop those
+	@-service redis-server stop >/dev/null 2>&1; service nginx stop >/dev/null 2>&1; true
 
 run: install-run
 	$(PY) -m server $(ARGS)

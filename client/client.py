@@ -8,9 +8,12 @@ client/cli.py), no drawing UI.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import dataclasses
+import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 import aiohttp
@@ -43,6 +46,12 @@ from protocol import (
 )
 
 StrokeInput = Sequence[Sequence[float]]  # [[x, y] or [x, y, t], ...]
+#: Close codes after which a reconnecting client resumes: going away, dropped, service
+#: restart, overloaded (and 1008 when the reason is too_slow).
+RESUMABLE = frozenset({1001, 1006, 1012, 1013})
+RETRIED = ("final", "pong")  # requests sent again after a reconnection (the others fail)
+MAX_UNACKED = 4096  # ink messages kept until a prediction shows the server applied them
+Ink = Start | PointsMsg | End | Undo | Clear
 MessageHook = Callable[[ServerMessage, float], None]
 MAX_SERVER_FRAME = 4 * 1024 * 1024  # server messages are small; refuse absurd ones
 
@@ -77,6 +86,19 @@ class ConnectionClosed(DigitsClientError):
         self.code = code
 
 
+@dataclasses.dataclass
+class _Dial:
+    """How to connect again: what `open` was given."""
+
+    url: str
+    http: aiohttp.ClientSession
+    headers: dict[str, str] | None
+    top_k: int
+    preview: bool
+    wait_s: float
+    budget_s: float  # how long to keep trying after a drop
+
+
 class DigitsClient:
     """One drawing session over one WebSocket. Create with `connect(...)` or `DigitsClient.open`.
 
@@ -107,6 +129,17 @@ class DigitsClient:
         self._inbox: asyncio.Queue[ServerMessage] = asyncio.Queue(inbox_size)
         self._waiters: dict[tuple[str, int], asyncio.Future[Any]] = {}
         self._welcomed: asyncio.Future[Welcome] = asyncio.get_running_loop().create_future()
+        self._dial: _Dial | None = None  # set when reconnecting is on
+        self._online = asyncio.Event()  # cleared while reconnecting: sends wait
+        self._online.set()
+        self._changed = asyncio.Event()  # set (and replaced) when a reconnection ends
+        self._sent: dict[tuple[str, int], ClientMessage] = {}  # requests awaiting answers
+        self._closing = False
+        self._too_slow = False
+        self._unacked: collections.deque[Ink] = collections.deque(maxlen=MAX_UNACKED)
+        self._replaying = False  # resumed: waiting for the prediction that says where it is
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.reconnects = 0  # how many times the session was resumed on a new connection
         self._reader = asyncio.create_task(self._read(), name="digits-client-reader")
 
     @classmethod
@@ -123,12 +156,21 @@ class DigitsClient:
         inbox_size: int = 256,
         wait_s: float = 10.0,
         resume: str | None = None,
+        reconnect: bool = False,
+        reconnect_s: float = 30.0,
     ) -> DigitsClient:
         """Connect to `url` (ws://host:port/ws), say hello and wait for welcome.
         Pass a shared aiohttp `session` to open many clients (give it a connector
         without a connection limit); otherwise the client owns one. `resume`: the
         `resume_token` of a session whose connection dropped; `welcome.resumed` says
-        whether it came back (else `welcome.resume_error` says why, and this is a new one)."""
+        whether it came back (else `welcome.resume_error` says why, and this is a new one).
+
+        `reconnect`: when the connection drops or the server restarts (close codes in
+        RESUMABLE, or too_slow), connect again with backoff for up to `reconnect_s` and
+        resume the session; sending waits meanwhile, a pending `recognize` or `ping` is
+        sent again, a pending `share`, `join` or `leave` fails with ConnectionClosed. The new
+        `welcome` (resumed) lands in the inbox. Ink sent just before the drop may not have
+        reached the server: `welcome.strokes` says what it kept (in a room, `joined`)."""
         http = session or aiohttp.ClientSession()
         try:
             ws = await http.ws_connect(url, headers=headers, max_msg_size=MAX_SERVER_FRAME)
@@ -149,6 +191,8 @@ class DigitsClient:
         except BaseException:
             await client.close()
             raise
+        if reconnect:
+            client._dial = _Dial(url, http, headers, top_k, preview, wait_s, reconnect_s)
         return client
 
     # ---- sending ------------------------------------------------------------------------
@@ -158,13 +202,22 @@ class DigitsClient:
         return self._seq
 
     async def _send(self, msg: ClientMessage) -> None:
-        if self._ws.closed:
-            raise ConnectionClosed(self.close_code or self._ws.close_code)
         data = encode_client(msg, self.binary)
-        if isinstance(data, bytes):
-            await self._ws.send_bytes(data)
-        else:
-            await self._ws.send_str(data)
+        if isinstance(msg, Ink) and self._dial is not None:
+            self._unacked.append(msg)
+        while True:
+            if not self._online.is_set() and not self._reader.done():
+                await self._online.wait()  # reconnecting; the reader sets or gives up
+            ws, changed = self._ws, self._changed
+            try:
+                if ws.closed:
+                    raise ConnectionResetError
+                await (ws.send_bytes(data) if isinstance(data, bytes) else ws.send_str(data))
+                return
+            except ConnectionResetError:  # aiohttp's reset error is one too
+                if self._dial is None or self._closing or self._reader.done():
+                    raise ConnectionClosed(self.close_code or ws.close_code) from None
+                await changed.wait()  # the reader reconnects (or gives up): try again
 
     async def start_stroke(self, points: StrokeInput = ()) -> int:
         """Begin a new stroke, optionally with its first points."""
@@ -236,11 +289,13 @@ class DigitsClient:
     async def _request(self, key: tuple[str, int], msg: ClientMessage, wait_s: float) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters[key] = future
+        self._sent[key] = msg
         try:
             await self._send(msg)
             return await asyncio.wait_for(future, wait_s)
         finally:
             self._waiters.pop(key, None)
+            self._sent.pop(key, None)
 
     async def draw(
         self,
@@ -301,22 +356,93 @@ class DigitsClient:
     async def _read(self) -> None:
         try:
             while True:
-                frame = await self._ws.receive()
-                if frame.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
-                    self._dispatch(frame.data)
-                    continue
-                if frame.type is aiohttp.WSMsgType.CLOSE:
-                    self.close_code = int(frame.data)  # the server's code, as sent
-                break
+                await self._read_socket()
+                resumed = await self._reconnected()
+                self._changed.set()
+                self._changed = asyncio.Event()
+                if not resumed:
+                    break
         finally:
-            self.close_code = self.close_code or self._ws.close_code
+            self._online.set()  # senders waiting for a reconnection see the close
+            self._changed.set()
             self._fail_waiters(ConnectionClosed(self.close_code))
+
+    async def _read_socket(self) -> None:
+        self.close_code, reason = None, ""
+        while True:
+            frame = await self._ws.receive()
+            if frame.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                self._dispatch(frame.data)
+                continue
+            if frame.type is aiohttp.WSMsgType.CLOSE:
+                self.close_code, reason = int(frame.data), str(frame.extra or "")
+            break
+        self.close_code = self.close_code or self._ws.close_code or 1006
+        self._too_slow = reason == "too_slow"
+
+    # ---- reconnecting -------------------------------------------------------------------
+
+    async def _reconnected(self) -> bool:
+        """After a drop: connect again with backoff and resume. False: the session is over
+        (reconnecting is off, the close was final, the session cannot be resumed, or
+        `reconnect_s` ran out)."""
+        dial, welcome = self._dial, self.welcome
+        resumable = self.close_code in RESUMABLE or self._too_slow
+        if dial is None or welcome is None or self._closing or not resumable:
+            return False
+        self._online.clear()
+        for key, future in self._waiters.items():
+            if key[0] not in RETRIED and not future.done():
+                future.set_exception(ConnectionClosed(self.close_code))
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + dial.budget_s, 0.05
+        while loop.time() < deadline:
+            outcome = await self._resume_once(dial, welcome.resume_token)
+            if outcome == "resumed":
+                return True
+            if outcome == "over":
+                return False
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(2.0, delay * 2)
+        return False
+
+    async def _resume_once(self, dial: _Dial, token: str) -> str:
+        """One try: "resumed", "again" (unreachable, or the server says try again) or
+        "over" (the session is gone)."""
+        try:
+            ws = await dial.http.ws_connect(
+                dial.url, headers=dial.headers, max_msg_size=MAX_SERVER_FRAME
+            )
+        except (aiohttp.ClientError, OSError):
+            return "again"
+        try:
+            hello = Hello(top_k=dial.top_k, preview=dial.preview, resume=token)
+            data = encode_client(hello, self.binary)
+            await (ws.send_bytes(data) if isinstance(data, bytes) else ws.send_str(data))
+            frame = await ws.receive(timeout=dial.wait_s)
+            welcome = decode_server(frame.data) if isinstance(frame.data, bytes | str) else None
+        except (aiohttp.ClientError, OSError, TimeoutError, ProtocolError):
+            await ws.close()
+            return "again"
+        if isinstance(welcome, Welcome) and welcome.resumed:
+            self._ws, self.welcome = ws, welcome
+            self.reconnects += 1
+            self._replaying = True  # sending resumes once the server says what it has
+            self._deliver(welcome)
+            return "resumed"
+        await ws.close()
+        if isinstance(welcome, Welcome) and welcome.resume_error == "resume_unavailable":
+            return "again"
+        return "over" if isinstance(welcome, Welcome) else "again"
 
     def _dispatch(self, data: bytes | str) -> None:
         try:
             msg = decode_server(data)
         except ProtocolError:
             return  # a newer server's message we cannot read: skip it
+        self._deliver(msg)
+
+    def _deliver(self, msg: ServerMessage) -> None:
         if self.on_message is not None:
             self.on_message(msg, time.perf_counter())
         self._resolve(msg)
@@ -324,11 +450,49 @@ class DigitsClient:
             self._inbox.get_nowait()  # nobody is reading: the oldest message goes
         self._inbox.put_nowait(msg)
 
+    def _acknowledged(self, seq: int) -> None:
+        while self._unacked and (self._unacked[0].seq or 0) <= seq:
+            self._unacked.popleft()
+
+    async def _replay(self, applied: int) -> None:
+        """After a resume: send again the ink the server did not get (seq above `applied`),
+        then pending recognize/ping, then let senders go on. A stroke that was open at the
+        drop was ended by the server: its remaining points start a new stroke."""
+        self._acknowledged(applied)
+        ink: list[Ink] = list(self._unacked)
+        self._unacked.clear()
+        first = ink[0] if ink else None
+        if isinstance(first, PointsMsg | End):
+            ink[:1] = [Start(first.points, first.seq)] if first.points else []
+            if first.points and isinstance(first, End):
+                ink.insert(1, End((), first.seq))
+        retried = [m for k, m in self._sent.items() if k[0] in RETRIED]
+        again: list[ClientMessage] = [*ink, *retried]
+        try:
+            for msg in again:
+                if isinstance(msg, Ink):
+                    self._unacked.append(msg)
+                data = encode_client(msg, self.binary)
+                await (
+                    self._ws.send_bytes(data)
+                    if isinstance(data, bytes)
+                    else self._ws.send_str(data)
+                )
+        except ConnectionResetError:
+            pass  # dropped again: the reader reconnects once more
+        finally:
+            self._online.set()
+
     def _resolve(self, msg: ServerMessage) -> None:
         if isinstance(msg, Welcome) and not self._welcomed.done():
             self._welcomed.set_result(msg)
         elif isinstance(msg, Prediction):
             self.latest = msg
+            if msg.seq is not None:
+                self._acknowledged(msg.seq)
+            if self._replaying and not msg.final:
+                self._replaying = False
+                self._later(self._replay(msg.seq or 0))
             if msg.final and msg.seq is not None:
                 self._settle(("final", msg.seq), msg)
         elif isinstance(msg, Pong | Shared | Joined | Left) and msg.seq is not None:
@@ -340,6 +504,11 @@ class DigitsClient:
             elif msg.seq is not None:
                 for kind in ("final", *_REPLIES.values()):
                     self._settle((kind, msg.seq), err)
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _settle(self, key: tuple[str, int], value: object) -> None:
         future = self._waiters.get(key)
@@ -365,8 +534,10 @@ class DigitsClient:
 
     async def close(self) -> None:
         """Close the socket (1000) and release what the client owns."""
+        self._closing = True
         await self._ws.close()
-        self._reader.cancel()
+        for task in [*self._tasks, self._reader]:
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
         if self._welcomed.done() and not self._welcomed.cancelled():
@@ -391,10 +562,20 @@ def _points(points: StrokeInput) -> tuple[Point, ...]:
 
 @contextlib.asynccontextmanager
 async def connect(
-    url: str, *, top_k: int = 3, preview: bool = False, binary: bool = True, **kwargs: Any
+    url: str,
+    *,
+    top_k: int = 3,
+    preview: bool = False,
+    binary: bool = True,
+    reconnect: bool = True,
+    **kwargs: Any,
 ) -> AsyncIterator[DigitsClient]:
-    """`async with connect("ws://127.0.0.1:8080/ws") as client:` -- see DigitsClient.open."""
-    client = await DigitsClient.open(url, top_k=top_k, preview=preview, binary=binary, **kwargs)
+    """`async with connect("ws://127.0.0.1:8080/ws") as client:` -- see DigitsClient.open.
+    The client reconnects and resumes after a drop or a server restart unless
+    `reconnect=False`."""
+    client = await DigitsClient.open(
+        url, top_k=top_k, preview=preview, binary=binary, reconnect=reconnect, **kwargs
+    )
     try:
         yield client
     finally:

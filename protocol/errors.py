@@ -18,6 +18,7 @@ class CloseCode(IntEnum):
     POLICY = 1008
     TOO_BIG = 1009
     INTERNAL = 1011
+    SERVICE_RESTART = 1012  # the server process is stopping (a deploy): reconnect and resume
     OVERLOADED = 1013
 
 
@@ -47,6 +48,7 @@ class Code(StrEnum):
     NOT_IN_ROOM = "not_in_room"  # leave outside a room
     WATCH_ONLY = "watch_only"  # a watcher tried to draw, undo or clear
     TOO_SLOW = "too_slow"  # the client stopped reading; it may resume
+    UNAVAILABLE = "unavailable"  # rooms and resume are out of reach for now (shared store)
     # HTTP (/v1/recognize, docs/HTTP.md) only:
     BAD_JSON = "bad_json"  # a body that is not valid JSON
     TOO_MANY_ITEMS = "too_many_items"  # more drawings or images than max_items_per_request
@@ -56,6 +58,7 @@ class Code(StrEnum):
     NO_INK = "no_ink"  # the image is all one colour
     BODY_TOO_BIG = "body_too_big"  # a request body above max_body_bytes
     UNSUPPORTED_TYPE = "unsupported_type"  # a Content-Type the endpoint does not take
+    BAD_HOST = "bad_host"  # (any route) a Host the server does not answer to: 421
 
 
 class ResumeError(StrEnum):
@@ -63,6 +66,8 @@ class ResumeError(StrEnum):
 
     EXPIRED = "resume_expired"  # the session existed; its grace period is over
     UNKNOWN = "resume_unknown"  # never issued, already used, or still connected elsewhere
+    UNAVAILABLE = "resume_unavailable"  # not reachable now (shared store): the token still
+    # works; try it again shortly
 
 
 #: Codes after which the connection is closed, and the close code used.

@@ -1,18 +1,30 @@
-"""`python -m server` / `digits-server`: load the model, serve until SIGINT or SIGTERM."""
+"""`python -m server` / `digits-server`: load the model, serve until SIGINT or SIGTERM.
+With --workers N, N processes serve one port (SO_REUSEPORT), each with its own model and
+batcher, sharing rooms through Redis; this process starts them and restarts one that dies."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import importlib
 import logging
+import multiprocessing
+import multiprocessing.connection
+import os
 import resource
 import signal
+import socket
 import sys
+import time
 from collections.abc import Sequence
+from typing import Any
 
 try:  # the server's own dependencies come with the `server` extra
     from aiohttp import web
 
-    from server.app import create_app
+    from protocol import CloseCode
+    from server.app import SHUTDOWN, create_app
     from server.config import Settings, load_settings
     from server.model import Model, ModelError, load_model
 except ImportError as exc:
@@ -40,21 +52,30 @@ def raise_open_file_limit() -> int:
 
 
 async def serve(settings: Settings, model: Model) -> None:
-    """Serve until SIGINT/SIGTERM, then stop accepting, close sockets (1001), drain."""
+    """Serve until SIGINT/SIGTERM, then stop accepting, close sockets, drain. SIGTERM is a
+    restart (a deploy): sockets close with 1012 and clients resume elsewhere; SIGINT closes
+    them with 1001."""
     verbose = logging.getLogger().isEnabledFor(logging.DEBUG)  # else no line per request
+    app = create_app(settings, model)
     runner = web.AppRunner(
-        create_app(settings, model),
+        app,
         handle_signals=False,
         shutdown_timeout=5.0,
         access_log=logging.getLogger("aiohttp.access") if verbose else None,
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+    reuse = settings.workers > 1
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_port=reuse)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+
+    def stopping(code: CloseCode) -> None:
+        app[SHUTDOWN].code = code
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGINT, stopping, CloseCode.GOING_AWAY)
+    loop.add_signal_handler(signal.SIGTERM, stopping, CloseCode.SERVICE_RESTART)
     where = ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses)
     log.info(
         "listening on %s (WebSocket /ws); model %s (%s); accelerator %s (%s)",
@@ -67,14 +88,82 @@ async def serve(settings: Settings, model: Model) -> None:
         await runner.cleanup()
 
 
+def _worker(settings: Settings) -> None:
+    """One of --workers N processes."""
+    _configure(settings)
+    _run(settings)
+
+
+def _configure(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+    )
+    raise_open_file_limit()
+
+
+def supervise(settings: Settings) -> int:
+    """Start `settings.workers` processes on one port and keep them running until SIGINT or
+    SIGTERM, which each of them is sent in turn. Port 0 picks one free port for all."""
+    holder = None
+    if settings.port == 0:  # a bound, never listening socket reserves the port for all
+        holder = socket.socket()
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind((settings.host, 0))
+        settings = dataclasses.replace(settings, port=holder.getsockname()[1])
+    spawn = multiprocessing.get_context("spawn")
+    # Run as `python -m server`, this module is `__main__`, which a spawned child cannot
+    # import by that name: hand it the worker under the module's real name.
+    worker = importlib.import_module("server.__main__")._worker
+    workers: dict[int, Any] = {}
+    stopping: list[int] = []
+
+    def start(index: int) -> None:
+        proc = spawn.Process(target=worker, args=(settings,), name=f"worker-{index}")
+        proc.start()
+        workers[index] = proc
+
+    def forward(signum: int, _: object) -> None:
+        stopping.append(signum)
+        for proc in workers.values():
+            if proc.is_alive() and proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    for index in range(settings.workers):
+        start(index)
+    log.info("%d workers on port %d", settings.workers, settings.port)
+    while workers:
+        sentinels = {proc.sentinel: i for i, proc in workers.items()}
+        for ready in multiprocessing.connection.wait(list(sentinels)):
+            index = sentinels[ready]  # type: ignore[index]
+            proc = workers.pop(index)
+            proc.join()
+            if not stopping:
+                log.warning("worker %d exited (%s); starting it again", index, proc.exitcode)
+                time.sleep(0.5)  # a worker that cannot start must not spin
+                start(index)
+    if holder is not None:
+        holder.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     if _MISSING is not None:
         sys.exit(NEEDS_EXTRA.format(_MISSING))
-    settings = load_settings(argv)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    raise_open_file_limit()
+    try:
+        settings = load_settings(argv)
+    except ValueError as exc:
+        sys.exit(f"digits-server: {exc}")
+    _configure(settings)
+    if settings.workers > 1:
+        sys.exit(supervise(settings))
+    _run(settings)
+
+
+def _run(settings: Settings) -> None:
     # The inference thread rasterizes with numpy while holding the GIL; with the default 5 ms
     # switch interval the event loop waits up to 5 ms to get it back after every syscall.
     sys.setswitchinterval(0.0005)

@@ -7,25 +7,31 @@ then feeds its frames to a Connection and stops; all protocol decisions live in 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import secrets
+import time
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
+from aiohttp.typedefs import Handler
 
 from protocol import CloseCode, Code, ProtocolError, encode
 from server.config import Settings
 from server.connection import Connection
 from server.errors import fault
+from server.forwarding import Network, Seen, default_hosts, host_allowed, networks, seen
 from server.http_api import HttpApi
 from server.hub import Hub
 from server.metrics import Metrics
 from server.model import Model, load_model
 from server.recognizer import Recognizer
 from server.session import Identity, Session
+from server.store import MemoryStore, Store
 
 log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 2.0  # for the close handshake
@@ -40,16 +46,50 @@ CLIENTS = web.AppKey("clients", Counter[str])  # open sockets per client address
 CONNECTIONS: web.AppKey[weakref.WeakSet[Connection]] = web.AppKey("connections")
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+@dataclasses.dataclass(slots=True)
+class Shutdown:
+    """How open sockets are closed on shutdown: 1001, or 1012 for a restart (SIGTERM)."""
+
+    code: CloseCode = CloseCode.GOING_AWAY
+
+
+SHUTDOWN = web.AppKey("shutdown", Shutdown)
+TRUSTED: web.AppKey[tuple[Network, ...]] = web.AppKey("trusted_proxies")
+HOSTS: web.AppKey[tuple[str, ...]] = web.AppKey("allowed_hosts")
+
+
+def origin_allowed(
+    origin: str | None, host: str | None, allowed: tuple[str, ...], scheme: str | None = None
+) -> bool:
     """Whether a browser at `origin` may open a socket. No Origin header: not a browser,
-    allowed. With no `allowed` list the origin must match the Host header (same origin)."""
+    allowed. With no `allowed` list the origin must match the Host header (same origin),
+    and the scheme too when a trusted proxy said which one the browser used."""
     if origin is None or "*" in allowed:
         return True
     if allowed:
         return origin.rstrip("/") in allowed
     parts = urlsplit(origin)
     same_host = host is not None and parts.netloc.lower() == host.lower()
-    return parts.scheme in ("http", "https") and same_host
+    same_scheme = parts.scheme == scheme if scheme else parts.scheme in ("http", "https")
+    return same_scheme and same_host
+
+
+def _seen(request: web.Request) -> Seen:
+    """The request's client, host and scheme, forwarded ones from trusted proxies only."""
+    app = request.app
+    return seen(request.remote or "?", request.host, request.scheme, request.headers, app[TRUSTED])
+
+
+@web.middleware
+async def _known_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse requests for a Host this server is not (DNS rebinding), on every route."""
+    if not host_allowed(_seen(request).host, request.app[HOSTS]):
+        request.app[METRICS].errors.labels(Code.BAD_HOST).inc()
+        error = {"code": Code.BAD_HOST, "message": "this server does not answer to that host"}
+        raise web.HTTPMisdirectedRequest(
+            text=json.dumps({"error": error}), content_type="application/json"
+        )
+    return await handler(request)
 
 
 class _WsPeer:
@@ -140,7 +180,10 @@ def _new_session(app: web.Application, client: str) -> Session:
 async def websocket(request: web.Request) -> web.StreamResponse:
     """GET /ws: one drawing session per socket."""
     app, settings = request.app, request.app[SETTINGS]
-    if not origin_allowed(request.headers.get("Origin"), request.host, settings.allowed_origins):
+    peer = _seen(request)
+    scheme = peer.scheme if peer.forwarded else None
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, peer.host, settings.allowed_origins, scheme):
         app[METRICS].errors.labels("bad_origin").inc()
         raise web.HTTPForbidden(text="origin not allowed")
     limits = settings.limits
@@ -151,7 +194,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         timeout=CLOSE_TIMEOUT_S,  # close handshake
     )
     await ws.prepare(request)
-    client = request.remote or "?"
+    client = peer.client
     if not _admit(app, client):
         await _refuse(ws, app)
         return ws
@@ -253,6 +296,17 @@ async def index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(page)
 
 
+def _store(settings: Settings) -> Store:
+    """The in-memory store, or Redis with --redis."""
+    limits = settings.limits
+    quotas = (limits.max_rooms, limits.max_rooms_per_client, limits.room_empty_ttl_s)
+    if not settings.redis:
+        return MemoryStore(*quotas)
+    from server.store_redis import RedisStore  # only a shared server needs redis installed
+
+    return RedisStore(settings.redis, settings.redis_prefix, *quotas, limits.resume_grace_s)
+
+
 # The page runs only its own files: no inline script, no other origin (the WebSocket is
 # same-origin too), never inside a frame. Share links carry their secrets in the URL
 # fragment, and no Referer leaves the page.
@@ -287,33 +341,42 @@ def _inference(preloaded: Model | None) -> object:
             thresholds=settings.thresholds(app[MODEL].card),
         )
         app[RECOGNIZER] = recognizer
-        app[HUB] = Hub(settings.limits, recognizer, app[METRICS])
+        store = _store(settings)
+        clock = time.time if store.shared else time.monotonic  # shared: one clock for all
+        app[HUB] = Hub(settings.limits, recognizer, app[METRICS], clock, store)
+        await store.start()
         recognizer.start()
         yield
         await app[HUB].stop()
+        await store.stop()
         await recognizer.stop()
 
     return ctx
 
 
 async def _close_sockets(app: web.Application) -> None:
-    """On shutdown: close every open socket with 1001 (going away)."""
+    """On shutdown: close every open socket with 1001 (going away), or 1012 (service
+    restart: resume on another process)."""
+    code = app[SHUTDOWN].code
+    reason = b"server restart" if code == CloseCode.SERVICE_RESTART else b"server shutdown"
     live = app[SOCKETS]
     sockets = list(live)
     await asyncio.gather(
-        *(ws.close(code=CloseCode.GOING_AWAY, message=b"server shutdown") for ws in sockets),
-        return_exceptions=True,
+        *(ws.close(code=code, message=reason) for ws in sockets), return_exceptions=True
     )
 
 
 def create_app(settings: Settings, model: Model | None = None) -> web.Application:
     """The application. Pass a loaded `model` to share it (tests); else it loads at startup."""
-    app = web.Application()
+    app = web.Application(middlewares=[_known_host])
     app[SETTINGS] = settings
+    app[TRUSTED] = networks(settings.trusted_proxies)
+    app[HOSTS] = tuple(h.lower() for h in settings.allowed_hosts) or default_hosts(settings.host)
     app[METRICS] = Metrics()
     app[SOCKETS] = weakref.WeakSet()
     app[CLIENTS] = Counter()
     app[CONNECTIONS] = weakref.WeakSet()
+    app[SHUTDOWN] = Shutdown()
     if model is not None:
         app[MODEL] = model
     app.cleanup_ctx.append(_inference(model))  # type: ignore[arg-type]

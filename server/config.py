@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol import Limits
+from server.forwarding import networks
 from server.model import DEFAULT_MODEL, Accelerator
 from server.verdict import Thresholds
 
@@ -33,6 +34,14 @@ _HELP = {
     "web_dir": "directory of static files served at /",
     "log_level": "DEBUG | INFO | WARNING | ERROR",
     "allowed_origins": "browser origins allowed on /ws (comma-separated; none = same origin; *)",
+    "trusted_proxies": "proxy addresses or networks (comma-separated CIDRs) whose "
+    "X-Forwarded-For/-Host/-Proto are believed; from anyone else they are ignored",
+    "allowed_hosts": "Host names this server answers to (comma-separated; none = the bound "
+    "address, localhost and the machine's names; *)",
+    "redis": "Redis URL of the shared store (redis:// or rediss://, password and database "
+    "in the URL); none = rooms in this process's memory",
+    "redis_prefix": "prefix of every Redis key of this server",
+    "workers": "server processes on one port (SO_REUSEPORT); more than 1 needs --redis",
     "batch_max": "largest inference batch",
     "batch_wait_ms": "longest wait for a batch to fill, from its first item",
     "queue_max": "most snapshots queued for inference before clients get 'overloaded'",
@@ -73,6 +82,11 @@ class Settings:
     web_dir: Path = WEB_DIR
     log_level: str = "INFO"
     allowed_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    redis: str = ""
+    redis_prefix: str = "digits:"
+    workers: int = 1
     batch_max: int = 64
     batch_wait_ms: float = (
         0.0  # greedy, as Triton by default: what queues during a batch forms the next
@@ -88,6 +102,14 @@ class Settings:
             raise ValueError(f"accelerator must be one of {', '.join(ACCELERATORS)}")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be 0..65535")
+        networks(self.trusted_proxies)  # ValueError names a bad one
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if self.workers > 1 and not self.redis:
+            raise ValueError(
+                "--workers above 1 needs --redis (DIGITS_REDIS): the processes share rooms "
+                "and sessions through Redis"
+            )
         if self.reject_at > 1 or self.unsure_below > 1:
             raise ValueError("reject_at and unsure_below are probabilities (at most 1)")
         if self.reject_at == 0:

@@ -138,7 +138,7 @@ class Connection:
         elif isinstance(msg, Leave):
             await self.hub.leave(session, self, msg.seq)
         else:
-            await drawing.draw(member, msg)
+            await self.hub.draw(session, msg)
 
     # ---- messages out -------------------------------------------------------------------
 
@@ -151,7 +151,7 @@ class Connection:
             self._give_up()
             return
         await self._flush()
-        await self._write(msg)
+        await self._write(msg)  # waits at most WRITE_S for a peer that does not read
 
     async def offer(self, prediction: Prediction) -> None:
         """Send a live prediction now, or hold it while the client is behind; a newer one

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from protocol import Ink, Prediction, ServerMessage, StrokeEvent
+from server import roomlog
 from server.canvas import Canvas, Event, Snapshot
 from server.metrics import Metrics
 from server.pipeline import Pipeline
@@ -71,6 +72,24 @@ class Drawing:
         if events:
             await self.publish(events)
         self.touch()
+
+    async def apply(self, op: roomlog.Op, local: bool) -> Canvas | None:
+        """One operation of a room's log, in log order (server/roomlog.py): change the
+        canvas, tell the online members, predict. `local`: its author is served here and
+        waits for it. A local member's leave returns the copy of the ink it takes along.
+        Raises ProtocolError, changing nothing, where the canvas refuses it."""
+        copy = None
+        if op.kind == roomlog.LEAVE and local and op.member in self.canvas.members:
+            copy = self.canvas.copy_for(op.member, op.seq)
+        events = roomlog.apply(self.canvas, op)
+        if op.kind == roomlog.INK:
+            self._changed_at[self.canvas.version] = self.clock()
+        elif op.kind == roomlog.LEAVE:
+            self.detach(op.member)
+        await self.publish(events)
+        if op.kind == roomlog.INK or (op.kind == roomlog.JOIN and not local):
+            self.touch()  # a local joiner's first prediction follows its joined state
+        return copy
 
     def recognize(self, member: str, seq: int | None) -> None:
         """A final answer of the ink as it is now, for `member` only."""

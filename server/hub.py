@@ -4,22 +4,56 @@ joining and leaving rooms, parking a session whose connection dropped and resumi
 Belongs here: the steps of share, join, leave, park and resume over the store
 (server/store.py), each refused before anything changes. Knows asyncio, not aiohttp;
 decides nothing about ink (server/canvas.py) or predictions (server/drawing.py).
+
+With a shared store (Redis) every change of a room is an operation appended to the room's
+log (server/roomlog.py); this process applies the log, its own operations included, in log
+order to its replica of the room, so all processes agree. Solo drawings stay local.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
+import logging
+import secrets
 import time
 from collections.abc import Callable, Coroutine
 
-from protocol import Code, Hello, Join, Left, Limits, ProtocolError, Shared
+from protocol import (
+    Clear,
+    Code,
+    End,
+    Hello,
+    Ink,
+    Join,
+    Left,
+    Limits,
+    ProtocolError,
+    ResumeError,
+    Shared,
+    Undo,
+)
+from server import roomlog
 from server.canvas import Canvas, Event, InkLimits, Role
 from server.drawing import Drawing, Endpoint
 from server.metrics import Metrics
 from server.recognizer import Recognizer
+from server.roomlog import Op
 from server.session import Session, State
-from server.store import Parked, ResumeFailed, Rooms, new_resume_token
+from server.store import (
+    UNAVAILABLE_S,
+    MemoryStore,
+    Parked,
+    ResumeFailed,
+    SessionRecord,
+    Store,
+    new_resume_token,
+    unavailable,
+)
+
+log = logging.getLogger(__name__)
+COMEBACK_S = 5.0  # how long an appended operation may take to come back from the log
 
 
 class Hub:
@@ -32,16 +66,24 @@ class Hub:
         recognizer: Recognizer,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
+        store: Store | None = None,
     ) -> None:
         self.ink_limits = InkLimits.of(limits)
         self.recognizer, self.metrics, self.clock = recognizer, metrics, clock
-        self.rooms: Rooms[Drawing] = Rooms(
+        self.grace_s = limits.resume_grace_s
+        self.store: Store = store or MemoryStore(
             limits.max_rooms, limits.max_rooms_per_client, limits.room_empty_ttl_s
         )
+        self.replicas: dict[str, Drawing] = {}  # the rooms this process serves members of
         self.parked: Parked[Session] = Parked(
             limits.resume_grace_s, max_parked=limits.max_connections
         )
         self._tasks: set[asyncio.Task[None]] = set()  # fan-outs of dropped members
+        self._process = secrets.token_hex(4)
+        self._nonces = itertools.count()
+        self._waiting: dict[str, asyncio.Future[Canvas | None]] = {}  # our ops in the log
+        self._loading: dict[str, asyncio.Task[Drawing]] = {}
+        self._saving: dict[str, bool] = {}  # member -> solo ink changed during its write
 
     def drawing(self, canvas: Canvas) -> Drawing:
         return Drawing(canvas, self.recognizer, self.metrics)
@@ -60,18 +102,61 @@ class Hub:
         resumed, error = session, None
         if hello.resume is not None:
             try:
-                resumed = self.parked.resume(hello.resume, self.clock())
+                resumed = await self._resume(hello.resume, session)
             except ResumeFailed as exc:
                 error = exc.code.value
+            except ProtocolError:  # the shared store is out of reach; the token still works
+                error = ResumeError.UNAVAILABLE.value
             else:
                 token = new_resume_token()
                 resumed.identity = dataclasses.replace(resumed.identity, resume_token=token)
                 resumed.state = State.READY
         if resumed.drawing is None:
             resumed.drawing = self.solo(resumed.member)
+        self._record(resumed)
+        if resumed is not session and self.store.shared:
+            self._save_solo(resumed)  # under its new token
         await ep.send(resumed.welcome(hello, resumed is not session, error))
         await self._attach(resumed, ep, predict=resumed is not session)
         return resumed
+
+    async def _resume(self, token: str, new: Session) -> Session:
+        """The parked session of `token`: from this process, or rebuilt from the store."""
+        now = self.clock()
+        if not self.store.shared:
+            return self.parked.resume(token, now)
+        try:
+            record = await self.store.resume(token, now)  # claimed: no other process has it
+        except (ResumeFailed, ProtocolError):
+            if token not in self.parked:  # parked here, the store out of reach: resume it
+                raise
+            self._spawn(self.store.drop(token))
+            return self.parked.resume(token, now)
+        try:
+            session = self.parked.resume(token, now)
+        except ResumeFailed:
+            return await self._revive(record, new)
+        if session.drawing is not None and session.drawing.room is not None:
+            session.drawing = await self._replica(session.drawing.room)
+        return session
+
+    async def _revive(self, record: SessionRecord, new: Session) -> Session:
+        """A session parked by another process (or one that died) continues here."""
+        identity = dataclasses.replace(new.identity, session=record.session)
+        session = Session(identity)
+        if record.room is not None:
+            try:
+                drawing = await self._replica(record.room)
+            except ProtocolError as exc:
+                if exc.code != Code.ROOM_REFUSED:
+                    raise
+                raise ResumeFailed(ResumeError.EXPIRED) from None  # the room is gone
+            if record.session not in drawing.canvas.members:
+                raise ResumeFailed(ResumeError.EXPIRED)  # it left the room meanwhile
+            session.drawing = drawing
+        elif record.solo is not None:
+            session.drawing = self.drawing(roomlog.canvas_of(record.solo, self.ink_limits))
+        return session
 
     async def _attach(self, session: Session, ep: Endpoint, predict: bool) -> None:
         """The session's connection is `ep` from now on; a room sends its state first.
@@ -93,52 +178,130 @@ class Hub:
         if session.state is not State.READY or drawing is None:
             return
         drawing.detach(session.member, ep)
-        events = drawing.canvas.lift(session.member)
         session.state = State.PARKED
+        events: list[Event] = []
+        if drawing.room is None or not self.store.shared:
+            events = drawing.canvas.lift(session.member)
+        deadline = self.clock() + self.grace_s
+        self._spawn(self._parked(session, drawing, events, deadline))
         if not self.parked.park(session, session.identity.resume_token, self.clock()):
-            events += self._forget(session)  # too many parked: the session ends now
-        self._spawn(drawing.publish(events))
+            self._spawn(self._forget(session))  # too many parked: the session ends now
+
+    async def _parked(
+        self, session: Session, drawing: Drawing, events: list[Event], deadline: float
+    ) -> None:
+        """The rest of parking, which may wait: the room is told; the store keeps a record."""
+        room = drawing.room
+        if room is not None and self.store.shared:
+            try:
+                await self._submit(drawing, Op(roomlog.LIFT, session.member))
+            except ProtocolError:  # the pen stays down in the room; the record matters more
+                log.warning("a dropped member's open stroke could not be ended")
+        else:
+            await drawing.publish(events)
+        if self.store.shared:
+            solo = roomlog.seed_of(drawing.canvas) if room is None else None
+            record = SessionRecord(session.member, room, solo)
+            token = session.identity.resume_token
+            await self.store.park(token, record, deadline)
+
+    def _record(self, session: Session) -> None:
+        """A shared store records where a live session is, for resuming it elsewhere."""
+        if self.store.shared:
+            room = session.drawing.room if session.drawing is not None else None
+            record = SessionRecord(session.member, room)
+            self._spawn(self.store.register(session.identity.resume_token, record))
+
+    # ---- ink ----------------------------------------------------------------------------
+
+    async def draw(self, session: Session, msg: Ink) -> None:
+        """An ink message: on a solo drawing at once; in a room through its log."""
+        drawing = session.drawing
+        assert drawing is not None
+        if drawing.room is None or not self.store.shared:
+            await drawing.draw(session.member, msg)
+            if self.store.shared and isinstance(msg, End | Undo | Clear):
+                self._save_solo(session)
+        else:
+            await self._submit(drawing, Op(roomlog.INK, session.member, ink=msg), msg.seq)
+
+    def _save_solo(self, session: Session) -> None:
+        """A shared store keeps a solo session's finished strokes in its record, so that
+        they survive the death of this process. One write in flight per session; changes
+        meanwhile are written once after it."""
+        member = session.member
+        if member in self._saving:
+            self._saving[member] = True  # again once the write in flight is done
+            return
+        self._saving[member] = False
+        self._spawn(self._write_solo(session))
+
+    async def _write_solo(self, session: Session) -> None:
+        member = session.member
+        try:
+            while True:
+                drawing = session.drawing
+                if drawing is None or drawing.room is not None or session.state is not State.READY:
+                    return
+                seed = roomlog.seed_of(drawing.canvas)
+                await self.store.save_solo(session.identity.resume_token, seed)
+                if not self._saving.get(member):
+                    return
+                self._saving[member] = False
+        finally:
+            self._saving.pop(member, None)
 
     # ---- rooms --------------------------------------------------------------------------
 
     async def share(self, session: Session, ep: Endpoint, seq: int | None) -> None:
         """The session's own drawing becomes a room, with its ink and its pipeline."""
-        drawing = self._own(session)
-        room = self.rooms.create(drawing, self.clock(), session.identity.client)
-        drawing.canvas.lift(session.member)  # the open stroke is ended as drawn
-        drawing.canvas.room = room.id
-        drawing.canvas.see(session.member, seq)
-        await drawing.tell(ep, Shared(room.id, room.draw_token, room.watch_token, seq))
+        drawing, member = self._own(session), session.member
+        shared = roomlog.canvas_of(roomlog.seed_of(drawing.canvas), self.ink_limits)
+        shared.lift(member)  # the open stroke is ended as drawn
+        shared.see(member, seq)
+        seed = roomlog.dump(Op(roomlog.SEED, member, seed=roomlog.seed_of(shared)))
+        keys = await self.store.create_room(session.identity.client, self.clock(), seed)
+        drawing.canvas.lift(member)
+        drawing.canvas.room = keys.id
+        drawing.canvas.see(member, seq)
+        self.replicas[keys.id] = drawing
+        if self.store.shared:
+            self.store.follow(keys.id, keys.log_id, self._on_entries)
+        self._record(session)
+        await drawing.tell(ep, Shared(keys.id, keys.draw_token, keys.watch_token, seq))
 
     async def join(self, session: Session, ep: Endpoint, msg: Join) -> None:
         """Enter a room; the session's own drawing is discarded."""
         own = self._own(session)
-        room, draws = self.rooms.find(msg.room, msg.token, self.clock())
-        drawing = room.drawing
+        draws = await self.store.find_room(msg.room, msg.token, self.clock())
+        drawing = await self._replica(msg.room)
         role = Role.DRAW if draws else Role.WATCH
-        events = drawing.canvas.add(session.member, role, msg.seq)
-        own.detach(session.member)
+        await self._submit(drawing, Op(roomlog.JOIN, session.member, role.value, msg.seq))
+        own.detach(session.member)  # joined, in the log: nothing below may fail
         session.drawing = drawing
-        self.rooms.occupied(room.id, len(drawing.canvas.members), self.clock())
         joined = drawing.canvas.state(session.member, msg.seq)
-        await drawing.admit(session.member, ep, joined, events)
+        await drawing.admit(session.member, ep, joined)
         drawing.touch()  # the joiner's first prediction, the same for everyone
+        self._record(session)
+        await self._count(msg.room, 1)
 
     async def leave(self, session: Session, ep: Endpoint, seq: int | None) -> None:
         """Leave the room with a copy of its ink, predicted at once with `seq`."""
         drawing = session.drawing
         if drawing is None or drawing.room is None:
             raise ProtocolError(Code.NOT_IN_ROOM, "not in a shared session", seq)
-        room, canvas = drawing.room, drawing.canvas
-        own = self.drawing(canvas.copy_for(session.member, seq))
-        events = canvas.remove(session.member)
-        drawing.detach(session.member)
-        self.rooms.occupied(room, len(canvas.members), self.clock())
-        await drawing.publish(events)
+        room = drawing.room
+        copy = await self._submit(drawing, Op(roomlog.LEAVE, session.member, seq=seq), seq)
+        assert copy is not None
+        own = self.drawing(copy)
         session.drawing = own
         own.attach(session.member, ep)
+        self._record(session)
         await ep.send(Left(room, seq))
         own.touch()
+        if self.store.shared:
+            self._save_solo(session)  # the copy it took along
+        await self._count(room, -1)
 
     def _own(self, session: Session) -> Drawing:
         """The session's drawing when it is its own (not a room's)."""
@@ -148,37 +311,168 @@ class Hub:
             raise ProtocolError(Code.ALREADY_IN_ROOM, "already in a shared session; leave first")
         return drawing
 
+    async def _count(self, room: str, delta: int) -> None:
+        """Count members in or out: at once in memory; a shared store's answer is not
+        waited for (the join or leave is in the log already, whatever it says)."""
+        if self.store.shared:
+            self._spawn(self._occupancy(room, delta))
+        else:
+            await self._occupancy(room, delta)
+
+    async def _occupancy(self, room: str, delta: int) -> None:
+        await self.store.occupancy(room, delta, self.clock())
+
+    # ---- the log ------------------------------------------------------------------------
+
+    async def _submit(self, drawing: Drawing, op: Op, seq: int | None = None) -> Canvas | None:
+        """Carry out a room operation: at once in memory; with a shared store, through the
+        room's log, returning once this process has applied it in log order."""
+        if not self.store.shared:
+            return await drawing.apply(op, local=True)
+        assert drawing.room is not None
+        op = dataclasses.replace(op, nonce=f"{self._process}:{next(self._nonces)}")
+        done: asyncio.Future[Canvas | None] = asyncio.get_running_loop().create_future()
+        self._waiting[op.nonce] = done
+        try:
+            await self.store.append(drawing.room, roomlog.dump(op))  # unavailable within 1 s
+            async with asyncio.timeout(COMEBACK_S):
+                return await done
+        except TimeoutError:
+            raise unavailable(seq) from None
+        except ProtocolError as exc:
+            raise exc.with_seq(exc.seq if exc.seq is not None else seq) from None
+        finally:
+            self._waiting.pop(op.nonce, None)
+
+    async def _on_entries(self, room: str, entries: list[tuple[str, bytes]]) -> None:
+        """New entries of a room's log (the store's follower calls this, in order)."""
+        drawing = self.replicas.get(room)
+        if drawing is None:
+            return
+        for _, data in entries:
+            op = roomlog.load(data)
+            if op.kind == roomlog.SEED:
+                continue
+            done = self._waiting.pop(op.nonce, None) if op.nonce else None
+            try:
+                result = await drawing.apply(op, local=done is not None)
+            except Exception as exc:
+                if done is not None and not done.done():
+                    done.set_exception(exc)
+                elif not isinstance(exc, ProtocolError):
+                    log.exception("applying room %s's log failed", room)
+                continue
+            if done is not None and not done.done():
+                done.set_result(result)
+            elif done is None and op.kind == roomlog.JOIN and self._mine(op):
+                self._spawn(self._undo_join(drawing, op.member))  # its joiner gave up
+
+    def _mine(self, op: Op) -> bool:
+        return op.nonce.startswith(self._process + ":")
+
+    async def _undo_join(self, drawing: Drawing, member: str) -> None:
+        try:
+            await self._submit(drawing, Op(roomlog.LEAVE, member))
+        except ProtocolError:
+            log.warning("a join that timed out could not be undone")
+
+    async def _replica(self, room: str) -> Drawing:
+        """This process's copy of a room, loaded from the store's log when it has none."""
+        drawing = self.replicas.get(room)
+        if drawing is not None:
+            return drawing
+        if not self.store.shared:
+            raise ProtocolError(Code.ROOM_REFUSED, "no room with that token")
+        loading = self._loading.get(room)
+        if loading is None:
+            loading = self._loading[room] = asyncio.create_task(self._load(room))
+            loading.add_done_callback(lambda _: self._loading.pop(room, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, room: str) -> Drawing:
+        entries = await self.store.history(room)
+        if not entries:
+            raise ProtocolError(Code.ROOM_REFUSED, "no room with that token")
+        canvas = roomlog.replay(room, [data for _, data in entries], self.ink_limits)
+        drawing = self.drawing(canvas)
+        self.replicas[room] = drawing
+        self.store.follow(room, entries[-1][0], self._on_entries)
+        return drawing
+
     # ---- lifetimes ----------------------------------------------------------------------
 
-    def _forget(self, session: Session) -> list[Event]:
+    async def _forget(self, session: Session) -> None:
         """A session gone for good leaves its room."""
         drawing = session.drawing
         if drawing is None or drawing.room is None:
-            return []
-        events = drawing.canvas.remove(session.member)
-        self.rooms.occupied(drawing.room, len(drawing.canvas.members), self.clock())
-        return events
+            return
+        room = drawing.room
+        if self.store.shared:
+            await self.store.drop(session.identity.resume_token)
+        await self._submit(drawing, Op(roomlog.LEAVE, session.member))
+        await self._occupancy(room, -1)
 
     async def expire(self) -> None:
         """Sessions past their grace period leave their rooms; rooms empty for
         `room_empty_ttl_s` are forgotten, tokens and all."""
         now = self.clock()
         for session in self.parked.expire(now):
-            if session.drawing is not None:
-                await session.drawing.publish(self._forget(session))
-        for drawing in self.rooms.expire(now):
-            await drawing.stop()
+            if not self.store.shared:
+                await self._forget(session)
+        try:
+            await self._expire_store(now)
+        except ProtocolError:  # the shared store is out of reach: next time
+            log.debug("expiry skipped: shared store unavailable")
+
+    async def _expire_store(self, now: float) -> None:
+        for record in await self.store.expire_parked(now):  # claimed by this process
+            if record.room is not None:
+                leave = roomlog.dump(Op(roomlog.LEAVE, record.session))
+                await self.store.append(record.room, leave)
+                await self._occupancy(record.room, -1)
+        for room in await self.store.expire_rooms(now):
+            drawing = self.replicas.pop(room, None)
+            if drawing is not None:
+                await drawing.stop()
+        if self.store.shared:
+            await self._drop_idle_replicas()
+
+    async def _drop_idle_replicas(self) -> None:
+        """Stop following rooms nobody here is in (online or parked)."""
+        if self._waiting:  # an operation of ours (a join?) is on its way back: not now
+            return
+        parked = {s.drawing.room for s in self.parked.sessions() if s.drawing is not None}
+        for room, drawing in list(self.replicas.items()):
+            if not drawing.online and room not in parked and room not in self._loading:
+                del self.replicas[room]
+                self.store.unfollow(room)
+                await drawing.stop()
+
+    @property
+    def busy(self) -> bool:
+        """Whether background steps (parking, fan-out of dropped members) are under way."""
+        return bool(self._tasks)
 
     def _spawn(self, work: Coroutine[None, None, None]) -> None:
-        task = asyncio.create_task(work)
+        task = asyncio.create_task(self._logged(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    @staticmethod
+    async def _logged(work: Coroutine[None, None, None]) -> None:
+        try:
+            await work
+        except ProtocolError as exc:  # the shared store is out of reach: said once, here
+            log.warning("background step skipped: %s", exc.message)
+
     async def stop(self) -> None:
-        """Stop every room's pipeline and pending fan-out (server shutdown)."""
+        """Stop every room's pipeline and pending fan-out (server shutdown). A shared store
+        is given a moment to record the sessions just parked, to be resumed elsewhere."""
         tasks = list(self._tasks)
+        if tasks and self.store.shared:
+            await asyncio.wait(tasks, timeout=UNAVAILABLE_S)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for drawing in self.rooms.drawings():
+        for drawing in self.replicas.values():
             await drawing.stop()

@@ -1,10 +1,14 @@
-"""Where shared drawings and parked sessions live: room ids and their secret tokens, the
-per-server and per-address room quotas, room expiry, and sessions waiting for their resume
-token. In memory; a shared store (e.g. Redis) would implement the same two classes.
+"""Where shared drawings and parked sessions live, behind one interface (`Store`) with two
+implementations: `MemoryStore` here (one process, nothing to run beside it; the default) and
+`RedisStore` (server/store_redis.py: many processes, many machines, nothing lost on a
+restart). See docs/SCALING.md.
 
-Belongs here: lookups and lifetimes. Must not: do I/O, know the canvas or the connection
-(the stored values are opaque), or read a clock (methods take `now`). A refusal raises
-ProtocolError (rooms) or ResumeFailed (resume) and changes nothing.
+A store keeps room ids and their tokens, the per-server and per-address room quotas, room
+expiry and, when shared, each room's log and the records of sessions that may be resumed on
+another process. Must not: know the canvas, the session or the connection (logs and records
+are opaque bytes and plain values). A refusal raises ProtocolError (rooms) or ResumeFailed
+(resume) and changes nothing; a shared store that cannot be reached raises `unavailable()`.
+The pure cores below (`Rooms`, `Parked`) take `now` and do no I/O.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from protocol import Code, ProtocolError, ResumeError
 
@@ -126,6 +131,9 @@ class Parked(Generic[S]):
     def __len__(self) -> int:
         return len(self._parked)
 
+    def __contains__(self, token: object) -> bool:
+        return isinstance(token, str) and self._key(token) in self._parked
+
     @staticmethod
     def _key(token: str) -> bytes:
         return hashlib.sha256(token.encode("utf-8", "replace")).digest()
@@ -154,6 +162,9 @@ class Parked(Generic[S]):
         del self._parked[key]
         return session
 
+    def sessions(self) -> list[S]:
+        return [session for _, session in self._parked.values()]
+
     def expire(self, now: float) -> list[S]:
         """Drop sessions past their grace period (returned, to be released) and forget
         expired tokens past `remember_s`."""
@@ -166,3 +177,151 @@ class Parked(Generic[S]):
         while len(self._expired) > self.max_parked:
             del self._expired[next(iter(self._expired))]
         return sessions
+
+
+# ---- the interface ----------------------------------------------------------------------
+
+UNAVAILABLE_S = 1.0  # a shared store that does not answer within this is unavailable
+
+
+def unavailable(seq: int | None = None) -> ProtocolError:
+    """The shared store cannot be reached: rooms and resume wait; solo drawing goes on."""
+    text = "shared sessions are unavailable right now; try again shortly"
+    return ProtocolError(Code.UNAVAILABLE, text, seq)
+
+
+def token_hash(token: str) -> str:
+    """What a store keeps of a secret token."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RoomKeys:
+    """A new room: its id and its two secret tokens (given out once, stored hashed)."""
+
+    id: str
+    draw_token: str
+    watch_token: str
+    log_id: str = ""  # the id of its log's first entry (shared stores)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """What another process needs to resume a session: its id, its room, and (parked
+    solo) its canvas as a seed."""
+
+    session: str
+    room: str | None = None
+    solo: dict[str, Any] | None = None
+
+
+#: Called with a room id and its new log entries (id, bytes), in log order.
+OnEntries = Callable[[str, list[tuple[str, bytes]]], Awaitable[None]]
+
+
+class Store:
+    """Rooms, their logs and resumable sessions. `shared` stores are seen by many processes:
+    then every room change goes through the room's log, and sessions are recorded."""
+
+    shared = False
+
+    async def start(self) -> None:
+        """Connect and start following logs."""
+        return None
+
+    async def stop(self) -> None:
+        """Stop following; close connections."""
+        return None
+
+    # ---- rooms ----
+
+    async def create_room(self, origin: str, now: float, seed: bytes) -> RoomKeys:
+        """A new room of one member whose log starts with `seed`. Raises TOO_MANY_ROOMS
+        beyond either quota."""
+        raise NotImplementedError
+
+    async def find_room(self, room_id: str, token: str, now: float) -> bool:
+        """Whether `token` is the room's draw token (else its watch token). Raises
+        ROOM_REFUSED for an unknown room, a wrong token or an expired room alike."""
+        raise NotImplementedError
+
+    async def occupancy(self, room_id: str, delta: int, now: float) -> None:
+        """The room gained (delta > 0) or lost members; with none, its expiry clock runs."""
+        raise NotImplementedError
+
+    async def expire_rooms(self, now: float) -> list[str]:
+        """Forget rooms empty for their time to live; returns their ids."""
+        raise NotImplementedError
+
+    # ---- logs (shared stores) ----
+
+    async def append(self, room_id: str, data: bytes) -> str:
+        """Add an entry to the room's log; returns its id."""
+        raise NotImplementedError
+
+    async def history(self, room_id: str) -> list[tuple[str, bytes]]:
+        """The room's whole log."""
+        raise NotImplementedError
+
+    def follow(self, room_id: str, after: str, on_entries: OnEntries) -> None:
+        """Deliver the room's entries after `after` to `on_entries`, in order, until
+        `unfollow`."""
+        raise NotImplementedError
+
+    def unfollow(self, room_id: str) -> None:
+        raise NotImplementedError
+
+    # ---- resumable sessions (shared stores) ----
+
+    async def register(self, token: str, record: SessionRecord) -> None:
+        """A live session of this process, resumable elsewhere should this process die."""
+        return None
+
+    async def park(self, token: str, record: SessionRecord, deadline: float) -> None:
+        """The session's connection dropped: resumable until `deadline`."""
+        return None
+
+    async def save_solo(self, token: str, seed: dict[str, Any]) -> None:
+        """A live solo session's canvas, kept with its record (see `register`)."""
+        return None
+
+    async def resume(self, token: str, now: float) -> SessionRecord:
+        """Claim a parked session (once). Raises ResumeFailed."""
+        raise ResumeFailed(ResumeError.UNKNOWN)
+
+    async def drop(self, token: str) -> None:
+        """The session is gone for good, or resumed under a new token."""
+        return None
+
+    async def expire_parked(self, now: float) -> list[SessionRecord]:
+        """Sessions past their deadline, each claimed by exactly one process, which writes
+        their leaving to their room's log."""
+        return []
+
+
+class MemoryStore(Store):
+    """Rooms in this process's memory; sessions are parked by the hub itself."""
+
+    def __init__(self, max_rooms: int = 1000, per_origin: int = 20, ttl_s: float = 300.0) -> None:
+        self.rooms: Rooms[str] = Rooms(max_rooms, per_origin, ttl_s)
+        self._members: dict[str, int] = {}
+
+    async def create_room(self, origin: str, now: float, seed: bytes) -> RoomKeys:
+        room = self.rooms.create("", now, origin)
+        room.drawing = room.id
+        self._members[room.id] = 1
+        return RoomKeys(room.id, room.draw_token, room.watch_token)
+
+    async def find_room(self, room_id: str, token: str, now: float) -> bool:
+        return self.rooms.find(room_id, token, now)[1]
+
+    async def occupancy(self, room_id: str, delta: int, now: float) -> None:
+        if room_id in self._members:
+            self._members[room_id] += delta
+            self.rooms.occupied(room_id, self._members[room_id], now)
+
+    async def expire_rooms(self, now: float) -> list[str]:
+        gone = self.rooms.expire(now)
+        for room_id in gone:
+            self._members.pop(room_id, None)
+        return gone

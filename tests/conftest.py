@@ -1,13 +1,16 @@
-"""Fixtures of the browser tests (tests/browserkit.py has the pieces they are made of)."""
+"""Fixtures of the browser tests (tests/browserkit.py has the pieces they are made of) and of
+the real services the scaling tests need (tests/rediskit.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.browserkit import DESKTOP, Page, Samples, ServerProcess, choose_samples, launch_chromium
+from tests.rediskit import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +59,21 @@ def page(make_page: Callable[..., Page], server: ServerProcess) -> Page:
     p = make_page()
     p.open(server.url)
     return p
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the whole run; each test keeps to its own key prefix."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which it may stop and start."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()

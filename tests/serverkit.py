@@ -4,22 +4,25 @@ reads correctly offline, and a real server on a loopback port."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import aiohttp
 import numpy as np
 from aiohttp.test_utils import TestClient
 
+from client import DigitsClient
 from convert.data import LETTERS_FILE, UNIPEN_FILE, StrokeSample, load_strokes
 from protocol import Limits
 from server.app import create_app
 from server.config import Settings
 from server.model import DEFAULT_MODEL, Model, load_model
 from server.raster import rasterize
+from tests.rediskit import new_prefix
 
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -70,6 +73,19 @@ def unipen_digits(count: int = 40, max_points: int = 80) -> tuple[Digit, ...]:
     return tuple(chosen)
 
 
+SHARED_STORE: list[str] = []  # a Redis URL while tests run on the shared store
+
+
+@contextlib.contextmanager
+def shared_store(url: str) -> Iterator[None]:
+    """Servers started meanwhile keep their rooms in this Redis, each under its own prefix."""
+    SHARED_STORE.append(url)
+    try:
+        yield
+    finally:
+        SHARED_STORE.pop()
+
+
 @functools.cache
 def unipen_rejects(chars: str = "A#") -> tuple[StrokeSample, ...]:
     """For each character, the first UNIPEN sample of it that the model scores as not a
@@ -91,6 +107,8 @@ def settings(**limits: Any) -> Settings:
         for k in list(limits)
         if k in {f.name for f in dataclasses.fields(Settings)}
     }
+    if SHARED_STORE and "redis" not in top:
+        top.update(redis=SHARED_STORE[-1], redis_prefix=new_prefix())
     base = {
         "messages_per_second": 10000.0,
         "message_burst": 10000,
@@ -122,3 +140,21 @@ async def stepped(done: Callable[[], bool]) -> None:
     async with asyncio.timeout(10):
         while not done():  # noqa: ASYNC110 -- the condition is the server's state, not an event
             await asyncio.sleep(0)
+
+
+async def until(c: DigitsClient, kind: type, **fields: Any) -> Any:
+    """The next message of type `kind` with these field values (others are skipped)."""
+    async with asyncio.timeout(20):
+        while True:
+            msg = await c.receive()
+            if isinstance(msg, kind) and all(getattr(msg, k) == v for k, v in fields.items()):
+                return msg
+
+
+async def draw(c: DigitsClient, strokes: Sequence[Sequence[Sequence[float]]]) -> None:
+    """Send strokes as fast as possible, a few points per message."""
+    for stroke in strokes:
+        await c.start_stroke(stroke[:1])
+        for i in range(1, len(stroke), 4):
+            await c.points(stroke[i : i + 4])
+        await c.end_stroke()

@@ -49,6 +49,30 @@ def test_room_and_resume_settings_are_flags_and_variables() -> None:
     assert Settings().limits.resume_grace_s == 60.0
 
 
+def test_scaling_settings_are_flags_and_variables() -> None:
+    env = {"DIGITS_REDIS": "rediss://:secret@cache.example:6380/2", "DIGITS_WORKERS": "4"}
+    s = load_settings(["--redis-prefix", "blue:", "--trusted-proxies", "10.0.0.0/8, ::1"], env)
+    assert (s.redis, s.workers, s.redis_prefix) == (env["DIGITS_REDIS"], 4, "blue:")
+    assert s.trusted_proxies == ("10.0.0.0/8", "::1")
+    assert load_settings(["--allowed-hosts", "a.example,b.example"], {}).allowed_hosts == (
+        "a.example",
+        "b.example",
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--workers", "2"], "needs --redis"),
+        (["--workers", "0"], "at least 1"),
+        (["--trusted-proxies", "10.0.0.0/40"], "10.0.0.0/40"),
+    ],
+)
+def test_bad_scaling_settings_are_refused_with_a_reason(argv: list[str], says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        load_settings(argv, {})
+
+
 def test_verdict_thresholds_default_to_the_card_and_are_flags_and_variables() -> None:
     card = {"verdict": {"reject_at": 0.5, "unsure_below": 0.6}}
     assert load_settings([], {}).thresholds(card) == Thresholds(0.5, 0.6)

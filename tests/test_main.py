@@ -1,5 +1,5 @@
 """server/__main__.py: `python -m server` as a process -- its log line, and a graceful
-SIGTERM that closes open sockets with 1001 and exits 0."""
+SIGTERM that closes open sockets with 1012 (service restart) and exits 0."""
 
 from __future__ import annotations
 
@@ -32,14 +32,14 @@ async def test_python_m_server_serves_then_shuts_down_gracefully() -> None:
         assert match is not None
         assert f"model digits ({DEFAULT_MODEL})" in line and "accelerator cpu (litert" in line
         url = match.group(1).replace("http", "ws") + "/ws"
-        async with connect(url) as client:
+        async with connect(url, reconnect=False) as client:
             final = await client.draw([[[50, 10], [50, 90]]], point_interval=0)
             assert final is not None and not final.empty
             proc.send_signal(signal.SIGTERM)
             with pytest.raises(ConnectionClosed):
                 while True:
                     await client.receive()
-            assert client.close_code == 1001
+            assert client.close_code == 1012
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:
         if proc.returncode is None:

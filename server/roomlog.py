@@ -1,0 +1,140 @@
+"""A room's log: the operations that change a shared canvas, in the one order every process
+applies them, and their bytes in the store (a Redis stream entry, see docs/SCALING.md).
+
+Belongs here: the operations, their encoding, and replaying them onto a canvas. Pure: no
+I/O, no clock. Replaying the same log onto an empty canvas gives the same canvas on every
+process (server/canvas.py is deterministic); an operation the canvas refuses is refused
+alike everywhere, and so changes nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from protocol import Clear, Code, End, Ink, PointsMsg, ProtocolError, RoomStroke, Start, Undo
+from protocol.messages import Points
+from server.canvas import Canvas, Drawer, Event, InkLimits, Role
+
+SEED, JOIN, LEAVE, LIFT, INK = "seed", "join", "leave", "lift", "ink"
+_INK_TYPES: dict[str, type[Ink]] = {
+    "start": Start,
+    "points": PointsMsg,
+    "end": End,
+    "undo": Undo,
+    "clear": Clear,
+}
+_INK_NAMES = {cls: name for name, cls in _INK_TYPES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One change of a shared canvas by `member`. `nonce` lets the process that wrote it
+    recognise it when it comes back from the log."""
+
+    kind: str  # seed | join | leave | lift | ink
+    member: str
+    role: str = ""  # join: draw | watch
+    seq: int | None = None  # join, leave: the member's message
+    ink: Ink | None = None  # ink: start | points | end | undo | clear
+    seed: dict[str, Any] | None = None  # seed: the canvas as it was shared
+    nonce: str = ""
+
+
+def _points(raw: Any) -> Points:
+    return tuple(tuple(p) for p in raw)
+
+
+def dump(op: Op) -> bytes:
+    """The op as msgpack bytes (one stream entry)."""
+    body: dict[str, Any] = {"k": op.kind, "m": op.member, "n": op.nonce}
+    if op.role:
+        body["r"] = op.role
+    if op.seq is not None:
+        body["s"] = op.seq
+    if op.ink is not None:
+        body["t"] = _INK_NAMES[type(op.ink)]
+        body["s"] = op.ink.seq
+        if isinstance(op.ink, Start | PointsMsg | End):
+            body["p"] = op.ink.points
+    if op.seed is not None:
+        body["c"] = op.seed
+    data: bytes = msgpack.packb(body)
+    return data
+
+
+def load(data: bytes) -> Op:
+    """An op from its bytes (written by `dump`, so trusted: the writer validated it)."""
+    body = msgpack.unpackb(data, raw=False)
+    ink: Ink | None = None
+    if "t" in body:
+        cls, seq = _INK_TYPES[body["t"]], body.get("s")
+        with_points = cls in (Start, PointsMsg, End)
+        args = (_points(body.get("p", ())), seq) if with_points else (seq,)
+        ink = cls(*args)
+    seq = None if ink is not None else body.get("s")
+    return Op(body["k"], body["m"], body.get("r", ""), seq, ink, body.get("c"), body.get("n", ""))
+
+
+# ---- the canvas as a seed -----------------------------------------------------------------
+
+
+def seed_of(canvas: Canvas) -> dict[str, Any]:
+    """Everything a canvas holds, as plain values (the first entry of a room's log, and a
+    parked solo session's ink)."""
+    return {
+        "room": canvas.room,
+        "strokes": [[s.id, s.author, s.points, s.open] for s in canvas.strokes],
+        "members": [[m, d.role.value, d.stroke, d.seq] for m, d in canvas.members.items()],
+        "points": canvas.points,
+        "version": canvas.version,
+        "next": canvas._next_id,
+    }
+
+
+def canvas_of(seed: dict[str, Any], limits: InkLimits) -> Canvas:
+    """The canvas a seed describes."""
+    canvas = Canvas(limits, seed["room"])
+    canvas.strokes = [RoomStroke(i, a, _points(p), bool(o)) for i, a, p, o in seed["strokes"]]
+    canvas.members = {m: Drawer(Role(r), stroke, seq) for m, r, stroke, seq in seed["members"]}
+    canvas.points, canvas.version, canvas._next_id = seed["points"], seed["version"], seed["next"]
+    return canvas
+
+
+# ---- applying -------------------------------------------------------------------------------
+
+
+def apply(canvas: Canvas, op: Op) -> list[Event]:
+    """Apply `op` to `canvas` (not a seed): the events for the room. Raises ProtocolError,
+    changing nothing, where the canvas refuses it. A leave or lift of someone who is no
+    longer a member changes nothing (it was forgotten already)."""
+    if op.kind == JOIN:
+        return canvas.add(op.member, Role(op.role), op.seq)
+    if op.member not in canvas.members:
+        if op.kind == INK:
+            seq = op.ink.seq if op.ink is not None else None
+            raise ProtocolError(Code.NOT_IN_ROOM, "not in the shared session any more", seq)
+        return []
+    if op.kind == LEAVE:
+        return canvas.remove(op.member)
+    if op.kind == LIFT:
+        return canvas.lift(op.member)
+    assert op.ink is not None
+    return canvas.apply(op.member, op.ink)
+
+
+def replay(room: str, entries: list[bytes], limits: InkLimits) -> Canvas:
+    """A room's canvas from its whole log (its first entry is the seed)."""
+    canvas = Canvas(limits, room)
+    for data in entries:
+        op = load(data)
+        if op.kind == SEED:
+            assert op.seed is not None
+            canvas = canvas_of({**op.seed, "room": room}, limits)
+            continue
+        with contextlib.suppress(ProtocolError):  # refused alike on every process
+            apply(canvas, op)
+    return canvas

@@ -1,0 +1,167 @@
+"""Real services for the multi-process tests: redis-server (with its append-only file in a
+temporary folder) and nginx, each on a free loopback port, started and stopped by the test.
+Both are Debian packages that `make test` installs when missing (`make services`)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+_PREFIXES = itertools.count()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    """Until `port` accepts connections (the service is up); if it exits or never listens,
+    it is killed (a failed start leaves nothing running) and this raises."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)  # waiting for another process to listen
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+def new_prefix() -> str:
+    """A key prefix of its own for each test, so tests sharing one Redis never meet."""
+    return f"test{next(_PREFIXES)}:"
+
+
+class RedisServer:
+    """A redis-server with AOF persistence (fsync always) in `folder`; stop and start it
+    again to test a restart: the same port, the same files."""
+
+    def __init__(self, folder: Path, password: str = "") -> None:
+        self.folder, self.port, self.password = folder, free_port(), password
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [
+            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always",
+            "--save", "", "--daemonize", "no", "--logfile", str(self.folder / "redis.log"),
+        ]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_listening(self.port, self.proc, "redis-server")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+class ServerProcess:
+    """`python -m server` in a process of its own, on its own loopback port."""
+
+    def __init__(self, *args: str, port: int | None = None, log: Path | None = None) -> None:
+        self.port = free_port() if port is None else port
+        self.args = ["--port", str(self.port), "--accelerator", "cpu", *args]
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self) -> ServerProcess:
+        with contextlib.ExitStack() as files:
+            err = files.enter_context(self.log.open("wb")) if self.log else subprocess.DEVNULL
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "server", *self.args],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+                start_new_session=True,  # its workers too are stopped with it
+            )
+        wait_listening(self.port, self.proc, "the server")
+        return self
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        """Kill it and any worker it started (its whole process group)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+SCALING_DOC = Path(__file__).resolve().parent.parent / "docs" / "SCALING.md"
+
+
+def nginx_conf(folder: Path, listen: int, upstreams: list[int]) -> str:
+    """docs/SCALING.md's nginx configuration, with these ports and files in `folder`."""
+    text = SCALING_DOC.read_text()
+    conf = text.split("```nginx\n", 1)[1].split("```", 1)[0]
+    lines = "".join(f"        server 127.0.0.1:{port};\n" for port in upstreams)
+    conf = re.sub(r"( +server 127\.0\.0\.1:\d+;.*\n)+", lines, conf)
+    conf = conf.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{listen};")
+    temp = "".join(
+        f"    {kind}_temp_path {folder / kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return conf.replace("http {\n", f"http {{\n{temp}    access_log off;\n", 1)
+
+
+class Nginx:
+    """nginx with docs/SCALING.md's configuration in front of `upstreams`."""
+
+    def __init__(self, folder: Path, upstreams: list[int]) -> None:
+        self.folder, self.port = folder, free_port()
+        self.conf = folder / "nginx.conf"
+        self.conf.write_text(nginx_conf(folder, self.port, upstreams))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self) -> Nginx:
+        error_log = self.folder / "error.log"
+        directives = f"daemon off; master_process on; pid {self.folder / 'nginx.pid'};"
+        args = [NGINX, "-p", str(self.folder), "-c", str(self.conf), "-e", str(error_log)]
+        self.proc = subprocess.Popen(
+            [*args, "-g", directives], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_listening(self.port, self.proc, "nginx")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
