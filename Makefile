@@ -41,10 +41,11 @@ node-deps:
 
 # redis-server and nginx for the multi-process tests (started and stopped by the tests)
 services:
+	@# Debian's packages start their own services on install; the tests start their own on free
+	@# ports, so stop the ones the install just started (never a redis or nginx that was running).
 	@command -v redis-server >/dev/null && { command -v nginx >/dev/null || test -x /usr/sbin/nginx; } || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx; }
-	@# the packages may start their own services: tests start their own, so stop those
-	@-service redis-server stop >/dev/null 2>&1; service nginx stop >/dev/null 2>&1; true
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx && \
+	    { service redis-server stop >/dev/null 2>&1; service nginx stop >/dev/null 2>&1; true; }; }
 
 run: install-run
 	$(PY) -m server $(ARGS)
