@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -219,7 +220,7 @@ class SessionRecord:
 OnEntries = Callable[[str, list[tuple[str, bytes]]], Awaitable[None]]
 
 
-class Store:
+class Store(ABC):
     """Rooms, their logs and resumable sessions. `shared` stores are seen by many processes:
     then every room change goes through the room's log, and sessions are recorded."""
 
@@ -235,41 +236,41 @@ class Store:
 
     # ---- rooms ----
 
+    @abstractmethod
     async def create_room(self, origin: str, now: float, seed: bytes) -> RoomKeys:
         """A new room of one member whose log starts with `seed`. Raises TOO_MANY_ROOMS
         beyond either quota."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def find_room(self, room_id: str, token: str, now: float) -> bool:
         """Whether `token` is the room's draw token (else its watch token). Raises
         ROOM_REFUSED for an unknown room, a wrong token or an expired room alike."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def occupancy(self, room_id: str, delta: int, now: float) -> None:
         """The room gained (delta > 0) or lost members; with none, its expiry clock runs."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def expire_rooms(self, now: float) -> list[str]:
         """Forget rooms empty for their time to live; returns their ids."""
-        raise NotImplementedError
 
     # ---- logs (shared stores) ----
 
     async def append(self, room_id: str, data: bytes) -> str:
         """Add an entry to the room's log; returns its id."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} is not shared: it keeps no room logs")
 
     async def history(self, room_id: str) -> list[tuple[str, bytes]]:
         """The room's whole log."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} is not shared: it keeps no room logs")
 
     def follow(self, room_id: str, after: str, on_entries: OnEntries) -> None:
         """Deliver the room's entries after `after` to `on_entries`, in order, until
         `unfollow`."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} is not shared: it keeps no room logs")
 
     def unfollow(self, room_id: str) -> None:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} is not shared: it keeps no room logs")
 
     # ---- resumable sessions (shared stores) ----
 
