@@ -38,8 +38,19 @@ def _training(p: argparse.ArgumentParser) -> None:
         help="letters and symbols to learn to reject (env DIGITS_LETTERS_FILE)",
     )
     p.add_argument("--no-strokes", action="store_true", help="train on MNIST only")
-    p.add_argument("--pretrain-epochs", type=int, default=None, help="MNIST trunk epochs")
-    p.add_argument("--epochs", type=int, default=None, help="head epochs")
+    p.add_argument(
+        "--recipe",
+        choices=("joint", "frozen"),
+        default=None,
+        help="joint: the whole network on MNIST and the drawings (default); "
+        "frozen: an MNIST-only trunk, frozen, and a head on its features",
+    )
+    p.add_argument(
+        "--pretrain-epochs", type=int, default=None, help="MNIST trunk epochs (frozen recipe)"
+    )
+    p.add_argument(
+        "--epochs", type=int, default=None, help="epochs of the network (joint) or the head"
+    )
     p.add_argument(
         "--limit", type=int, default=None, help="use only the first N images/samples (smoke tests)"
     )
@@ -63,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
     _training(lo)
     lo.add_argument("--out", type=Path, default=None, help="fold results (default runs/loso)")
     lo.add_argument("--lock", type=Path, default=None, help="run each fold under flock FILE")
+    lo.add_argument(
+        "--holdouts", nargs="+", default=None, help="only these folds (default: every source)"
+    )
 
     f = sub.add_parser("fold", help="one leave-one-source-out fold")
     _training(f)
@@ -121,13 +135,15 @@ def _config(args: argparse.Namespace) -> Any:
         limit=args.limit,
     )
     for name, value in (
-        ("head_epochs", args.epochs),
+        ("recipe", args.recipe),
         ("pretrain_epochs", args.pretrain_epochs),
         ("seed", args.seed),
         ("cache_dir", args.cache),
     ):
         if value is not None:
             setattr(cfg, name, value)
+    if args.epochs is not None:
+        setattr(cfg, "joint_epochs" if cfg.recipe == "joint" else "head_epochs", args.epochs)
     return cfg
 
 
@@ -136,6 +152,7 @@ def _fold_args(args: argparse.Namespace) -> list[str]:
     out = ["--mnist", str(args.mnist), "--strokes", str(args.strokes)]
     out += ["--letters", str(args.letters)]
     for flag, value in (
+        ("--recipe", args.recipe),
         ("--epochs", args.epochs),
         ("--pretrain-epochs", args.pretrain_epochs),
         ("--limit", args.limit),
@@ -186,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         pretrain_trunk(cfg)
         return 0
     if args.command == "loso":
-        summary = loso.run_all(cfg, args.out or loso.RUNS, args.lock, _fold_args(args))
+        holdouts = None if args.holdouts is None else tuple(args.holdouts)
+        summary = loso.run_all(cfg, args.out or loso.RUNS, args.lock, _fold_args(args), holdouts)
         print(json.dumps(summary, indent=1))
         return 0
     if args.command == "fold":
@@ -202,11 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "quantize":
         import keras
 
-        from convert.train import pretrain_trunk as trunk_of
-        from convert.trainset import with_features
+        from convert.trainset import rendered
 
         model = keras.models.load_model(args.keras)
-        rows = with_features(cfg, trunk_of(cfg))
+        rows = rendered(cfg)
     else:
         model, rows = train(cfg)
     card = _ship(model, rows, cfg, args.out)

@@ -39,6 +39,32 @@ def prefix(strokes: Drawing, fraction: float) -> Drawing:
     return out
 
 
+def prefix_by_ink(strokes: Drawing, fraction: float) -> Drawing:
+    """The drawing cut where `fraction` of its ink length had been drawn (a pen that moved
+    fast leaves few points for much ink: the point count alone under-samples such prefixes).
+    At least one point is kept."""
+    lengths = [np.hypot(*np.diff(s, axis=0).T) if len(s) > 1 else np.zeros(0) for s in strokes]
+    total = float(sum(seg.sum() for seg in lengths))
+    if total <= 0:
+        return prefix(strokes, fraction)
+    budget = fraction * total
+    out: Drawing = []
+    for s, seg in zip(strokes, lengths, strict=True):
+        run = np.concatenate([[0.0], np.cumsum(seg)])
+        if run[-1] <= budget:
+            out.append(s)
+            budget -= float(run[-1])
+            continue
+        k = int(np.searchsorted(run, budget, side="right"))  # points within the budget
+        if k < len(s) and budget > run[k - 1]:
+            t = (budget - run[k - 1]) / (run[k] - run[k - 1])
+            out.append(np.vstack([s[:k], s[k - 1] + t * (s[k] - s[k - 1])]))
+        else:
+            out.append(s[: max(k, 1)])
+        break
+    return out or [strokes[0][:1]]
+
+
 def _span(strokes: Drawing) -> float:
     pts = np.concatenate(strokes)
     return max(float(np.ptp(pts, axis=0).max()), 1e-9)

@@ -125,8 +125,12 @@ def build_card(
         training={
             "command": command,
             "seed": cfg.seed,
-            "pretrain_epochs": cfg.pretrain_epochs,
-            "head_epochs": cfg.head_epochs,
+            "recipe": cfg.recipe,
+            **(
+                {"epochs": cfg.joint_epochs}
+                if cfg.recipe == "joint"
+                else {"pretrain_epochs": cfg.pretrain_epochs, "head_epochs": cfg.head_epochs}
+            ),
             "digit_copies": DIGIT_COPIES,
             "prefix_copies": PREFIX_COPIES,
             "letter_copies": LETTER_COPIES,
@@ -140,13 +144,20 @@ def build_card(
     return card
 
 
-#: Head epochs of the leave-one-source-out folds in the card's table (the shipped model: 12).
-LOSO_HEAD_EPOCHS = 4
+def loso_command(epochs: int) -> str:
+    return (
+        f"python -m convert loso --epochs {epochs} --lock /work/heavy.lock; "
+        "python -m convert card --loso runs/loso/summary.json"
+    )
+
+
+#: Epochs of the leave-one-source-out folds in the card's table (fewer than the shipped
+#: model's, to fit the folds on two shared cores).
+LOSO_EPOCHS = 6
 #: How each figure in the card is measured (run from the repository root).
 COMMANDS = {
     "train": "python -m convert all",
-    "loso": f"python -m convert loso --epochs {LOSO_HEAD_EPOCHS} --lock /work/heavy.lock; "
-    "python -m convert card --loso runs/loso/summary.json",
+    "loso": loso_command(LOSO_EPOCHS),
     "evaluate": "python -m convert evaluate --strokes ../shared/data/unipen/unipen1a-dev.jsonl.gz "
     "../shared/data/unipen/unipen1bcd-dev.jsonl.gz --json",
     "speed": "python bench/model.py",
@@ -161,7 +172,31 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _loso_section(loso: dict[str, Any] | None, head_epochs: int, sources: list[str]) -> str:
+def _loso_intro(loso: dict[str, Any], training: dict[str, Any]) -> str:
+    """What each fold trained, and how that differs from the shipped model."""
+    if training.get("recipe", "frozen") == "joint":
+        fold_epochs = loso.get("epochs") or LOSO_EPOCHS
+        return f"""Each fold trains the shipped recipe (the whole network from scratch on MNIST and
+the drawings of the fold's training sources, int8 quantization, temperature fitted on the
+fold's own training sources, the same thresholds) without one UNIPEN source, then measures that
+source's digits (complete, and at 25/50/75% of their points) and its letters and symbols.
+**One difference**: to fit the folds on two shared cores they trained for {fold_epochs} epochs,
+the shipped model for {training.get("epochs")} (same schedule, shorter).
+Command: `{loso_command(fold_epochs)}`."""
+    fold_epochs = loso.get("epochs") or 4
+    head_epochs = training.get("head_epochs", 0)
+    return f"""Each fold trains the shipped recipe (the same MNIST trunk, a new head, int8
+quantization, temperature fitted on the fold's own training sources, the same thresholds)
+without one UNIPEN source, then measures that source's digits (complete, and at 25/50/75% of
+their points) and its letters and symbols. **One difference**: to fit eight folds on two
+shared cores the folds trained the head for {fold_epochs} epochs, the shipped model for \
+{head_epochs}. When this recipe was chosen, a {fold_epochs}-epoch head trained on all \
+sources measured worse than the shipped one on MNIST, the dev digits and the letters, so this \
+table is probably slightly pessimistic for the shipped model.
+Command: `{loso_command(fold_epochs)}`."""
+
+
+def _loso_section(loso: dict[str, Any] | None, training: dict[str, Any], sources: list[str]) -> str:
     if not loso:
         return (
             "Not measured for this model: run `python -m convert loso` before "
@@ -186,15 +221,7 @@ def _loso_section(loso: dict[str, Any] | None, head_epochs: int, sources: list[s
     group_rows = "\n".join(
         f"| {g} | {v['count']} | {_pct(v['rejected'])} |" for g, v in letters.items()
     )
-    return f"""Each fold trains the shipped recipe (the same MNIST trunk, a new head, int8
-quantization, temperature fitted on the fold's own training sources, the same thresholds)
-without one UNIPEN source, then measures that source's digits (complete, and at 25/50/75% of
-their points) and its letters and symbols. **One difference**: to fit eight folds on two
-shared cores the folds trained the head for {LOSO_HEAD_EPOCHS} epochs, the shipped model for \
-{head_epochs}. When this recipe was chosen, a {LOSO_HEAD_EPOCHS}-epoch head trained on all \
-sources measured worse than the shipped one on MNIST, the dev digits and the letters, so this \
-table is probably slightly pessimistic for the shipped model.
-Command: `{COMMANDS["loso"]}`.
+    return f"""{_loso_intro(loso, training)}
 
 | held-out source | digits | accuracy | digits rejected | ECE | ECE 25% | ECE 50% | ECE 75% \
 | must-reject letters rejected (n) | MNIST test |
@@ -218,6 +245,52 @@ Letters and symbols of the held-out sources, pooled over the folds:
 |---|---:|---:|
 {group_rows}
 """
+
+
+def _prefix_training(t: dict[str, Any]) -> str:
+    if t.get("recipe", "frozen") == "joint":
+        return """The live guess is made on partial ink, so the network is trained on partial \
+drawings (the first 15-95% of a digit's points, or of its ink length, labelled with the digit:
+cross-entropy then learns how likely each digit is from a prefix) as well as complete ones."""
+    return """The live guess is made on partial ink, so the head is trained on partial drawings \
+(the first
+15-95% of a digit's points, labelled with the digit: cross-entropy then learns how likely each
+digit is from a prefix) as well as complete ones."""
+
+
+def _drawings(t: dict[str, Any]) -> str:
+    return f"""{t.get("digit_copies")} drawings of each UNIPEN digit of the training sources (the \
+first as drawn, the rest with random slant, rotation, aspect, per-stroke offsets and turns, \
+elastic bends, split and dropped strokes, pen width and jitter), {t.get("prefix_copies")} \
+distorted partial drawings of each, {t.get("letter_copies")} drawings of each must-reject letter \
+or symbol, and {t.get("scribbles")} synthetic scribbles, all rendered by `server/raster.py`. The \
+shipped model uses every source; each fold leaves one out."""
+
+
+def _training_section(t: dict[str, Any]) -> str:
+    """How the model was trained, for the card's Training section."""
+    head = f"Keras on the CPU, seed {t.get('seed')}, TensorFlow {t.get('tensorflow')}"
+    if t.get("recipe", "frozen") == "joint":
+        return f"""{head}, in one stage: the
+whole network (five conv blocks, two dense layers, 11 classes) from scratch, {t.get("epochs")} \
+epochs (Adam, cosine-decayed learning rate, batch 128) on MNIST train (half of the scans \
+warped at random each time: slant, rotation, zoom, shift; some with a thicker or thinner pen) \
+and {_drawings(t)}
+
+Post-training full-integer quantization with 1,000 calibration images from the training mix,
+then the temperature. Command (one command reproduces the model; the rendered rows are cached
+in `runs/cache/`):"""
+    return f"""{head}, in two stages:
+
+1. **Trunk** (four conv blocks, 28x28 -> 7x7x64): trained for {t.get("pretrain_epochs")} epochs \
+on MNIST train alone (random slant, rotation, zoom, shift and pen width) with a 10-digit head, \
+then frozen. No UNIPEN ink reaches it, so every leave-one-source-out fold shares it honestly.
+2. **Head** (one conv block, two dense layers, 11 classes): {t.get("head_epochs")} epochs on \
+the trunk's features of MNIST train, {_drawings(t)}
+
+Post-training full-integer quantization with 1,000 calibration images from the training mix,
+then the temperature. Command (one command reproduces the model; the MNIST trunk and the
+rendered rows are cached in `runs/cache/`):"""
 
 
 def render_readme(card: dict[str, Any]) -> str:
@@ -271,7 +344,7 @@ the top digit's P < {verdict.get("unsure_below")} (server defaults; `--reject-at
 
 ## Writers it never saw: leave one source out
 
-{_loso_section(card.get("loso"), t.get("head_epochs", 0), card["train_sources"])}
+{_loso_section(card.get("loso"), t, card["train_sources"])}
 ## The shipped model (trained on every source)
 
 | data | float32 | int8 |
@@ -311,9 +384,7 @@ the honest one):
 
 ## Calibration
 
-The live guess is made on partial ink, so the head is trained on partial drawings (the first
-15-95% of a digit's points, labelled with the digit: cross-entropy then learns how likely each
-digit is from a prefix) as well as complete ones. After int8 quantization one temperature is
+{_prefix_training(t)} After int8 quantization one temperature is
 fitted on {card.get("calibration", {}).get("what", "held-out drawings")}.
 ECE = expected calibration error of the top digit's probability, 15 equal bins.
 
@@ -323,22 +394,7 @@ ECE = expected calibration error of the top digit's probability, 15 equal bins.
 
 ## Training
 
-Keras on the CPU, seed {t.get("seed")}, TensorFlow {t.get("tensorflow")}, in two stages:
-
-1. **Trunk** (four conv blocks, 28x28 -> 7x7x64): trained for {t.get("pretrain_epochs")} epochs \
-on MNIST train alone (random slant, rotation, zoom, shift and pen width) with a 10-digit head, \
-then frozen. No UNIPEN ink reaches it, so every leave-one-source-out fold shares it honestly.
-2. **Head** (one conv block, two dense layers, 11 classes): {t.get("head_epochs")} epochs on \
-the trunk's features of MNIST train, {t.get("digit_copies")} drawings of each UNIPEN digit of \
-the training sources (the first as drawn, the rest with random slant, rotation, aspect, \
-per-stroke offsets and turns, elastic bends, split and dropped strokes, pen width and jitter), \
-{t.get("prefix_copies")} distorted partial drawings of each, {t.get("letter_copies")} drawings of \
-each must-reject letter or symbol, and {t.get("scribbles")} synthetic scribbles, all rendered by \
-`server/raster.py`. The shipped model uses every source; each fold leaves one out.
-
-Post-training full-integer quantization with 1,000 calibration images from the training mix,
-then the temperature. Command (one command reproduces the model; the MNIST trunk and the
-rendered rows are cached in `runs/cache/`):
+{_training_section(t)}
 
     {t.get("command")}
 

@@ -41,6 +41,8 @@ def run_fold(cfg: TrainConfig, holdout: str, out_dir: Path) -> dict[str, Any]:
     result: dict[str, Any] = {
         "holdout": holdout,
         "train_sources": list(sources),
+        "recipe": cfg.recipe,
+        "epochs": cfg.joint_epochs if cfg.recipe == "joint" else cfg.head_epochs,
         "temperature": card["temperature"],
         "mnist": {
             k: v for k, v in evaluate_mnist(served, cfg.mnist_dir, t).items() if k != "confusion"
@@ -55,12 +57,17 @@ def run_fold(cfg: TrainConfig, holdout: str, out_dir: Path) -> dict[str, Any]:
 
 
 def run_all(
-    cfg: TrainConfig, out_dir: Path, lock: Path | None, fold_args: list[str]
+    cfg: TrainConfig,
+    out_dir: Path,
+    lock: Path | None,
+    fold_args: list[str],
+    holdouts: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Every fold in its own process (skipping folds already measured in `out_dir`), then
-    the table."""
+    """Every fold (or those of `holdouts`) in its own process, skipping folds already
+    measured in `out_dir`, then the table of the folds measured."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for source in sources_of(cfg):
+    wanted = sources_of(cfg) if holdouts is None else holdouts
+    for source in wanted:
         if (out_dir / f"fold-{source}.json").exists():
             print(f"fold {source}: already measured", flush=True)
             continue
@@ -72,7 +79,7 @@ def run_all(
             cmd = [flock, str(lock), *cmd]
         print(f"fold {source}: {' '.join(cmd)}", flush=True)
         subprocess.run(cmd, check=True)
-    folds = [json.loads((out_dir / f"fold-{s}.json").read_text()) for s in sources_of(cfg)]
+    folds = [json.loads((out_dir / f"fold-{s}.json").read_text()) for s in wanted]
     summary = table(folds)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
@@ -122,6 +129,8 @@ def table(folds: list[dict[str, Any]]) -> dict[str, Any]:
         )
         letters[g] = {"count": n, "rejected": hit / n if n else None}
     return {
+        "recipe": folds[0].get("recipe", "frozen") if folds else None,
+        "epochs": folds[0].get("epochs") if folds else None,
         "per_source": rows,
         "mean_per_source": {
             "accuracy": _mean([r["accuracy"] for r in rows.values()]),

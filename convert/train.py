@@ -1,5 +1,6 @@
-"""Train the digit CNN with Keras: a trunk pre-trained on MNIST alone, then an 11-class head
-(ten digits and "not a digit") on MNIST plus pen strokes drawn by `server.raster`.
+"""Train the digit CNN with Keras: ten digits and "not a digit", on MNIST plus pen strokes
+drawn by `server.raster`. Two recipes: "joint" (the whole network from scratch on everything)
+and "frozen" (a trunk pre-trained on MNIST alone and frozen, then the head on its features).
 
 Belongs here: the architecture, the MNIST augmentation pipeline and the training loops.
 TensorFlow is imported lazily so `python -m convert --help` works without it.
@@ -34,8 +35,12 @@ class TrainConfig:
     letters: Path | None = LETTERS_FILE
     #: UNIPEN sources drawn into training; None means every source in the strokes file.
     train_sources: tuple[str, ...] | None = None
-    pretrain_epochs: int = 5
-    head_epochs: int = 12
+    #: "joint": the whole network trained from scratch on MNIST and the drawings;
+    #: "frozen": an MNIST-only trunk, frozen, and a head trained on its features.
+    recipe: str = "joint"
+    joint_epochs: int = 10  # the joint recipe's whole network
+    pretrain_epochs: int = 5  # the frozen recipe's MNIST trunk
+    head_epochs: int = 12  # the frozen recipe's head
     batch_size: int = 128
     learning_rate: float = 2e-3
     seed: int = 20261127
@@ -115,15 +120,16 @@ def build_model(classes: int = CLASSES) -> Any:
 
 
 def _dataset(
-    images: npt.NDArray[np.uint8], labels: npt.NDArray[np.uint8], n_mnist: int, cfg: TrainConfig
+    images: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.uint8],
+    is_scan: npt.NDArray[np.bool_],
+    cfg: TrainConfig,
 ) -> Any:
     """Shuffled batches; half the MNIST scans get one random affine warp (slant, rotation,
     zoom, shift) and some a thicker or thinner pen; stroke renders were augmented when drawn.
     One warp means one interpolation: chained warps blur scans until they no longer look like
     the sharp MNIST test digits."""
     import tensorflow as tf
-
-    is_scan = np.arange(len(images)) < n_mnist
 
     def prepare(x: Any, y: Any, scan: Any) -> Any:
         x = tf.cast(x, tf.float32)[..., None] / 255.0
@@ -207,7 +213,8 @@ def pretrain_trunk(cfg: TrainConfig) -> Any:
     model = assemble(trunk, build_head(DIGITS))
     steps = cfg.pretrain_epochs * int(np.ceil(len(images) / cfg.batch_size))
     _compile(model, cfg.learning_rate, steps)
-    model.fit(_dataset(images, labels, len(images), cfg), epochs=cfg.pretrain_epochs, verbose=2)
+    scans = np.ones(len(images), bool)
+    model.fit(_dataset(images, labels, scans, cfg), epochs=cfg.pretrain_epochs, verbose=2)
     cfg.cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.weights.h5")
     trunk.save_weights(tmp)
@@ -247,14 +254,39 @@ def sources_of(cfg: TrainConfig) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+def train_joint(cfg: TrainConfig, rows: Rows) -> Any:
+    """The whole 11-class network from scratch on `rows`: MNIST scans (warped on the fly as in
+    the trunk's pre-training) and the drawings (distorted when drawn)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(cfg.seed + 2)
+    tf.config.experimental.enable_op_determinism()
+    counts = np.bincount(rows.labels, minlength=CLASSES)
+    print(f"training the network on {len(rows.labels)} rows (per class {counts.tolist()})")
+    model = build_model(CLASSES)
+    steps = cfg.joint_epochs * int(np.ceil(len(rows.labels) / cfg.batch_size))
+    _compile(model, cfg.learning_rate, steps)
+    ds = _dataset(rows.images, rows.labels, rows.sources == "mnist", cfg)
+    model.fit(ds, epochs=cfg.joint_epochs, verbose=2)
+    return model
+
+
 def train(cfg: TrainConfig) -> tuple[Any, Rows]:
-    """The Keras model (logits out) and the rows its head was trained on: the MNIST trunk
-    (cached) with a head trained on MNIST plus the training sources' drawings."""
+    """The Keras model (logits out) and the rows it was trained on (MNIST plus the training
+    sources' drawings): the whole network ("joint"), or the cached MNIST trunk with a head
+    trained on its features ("frozen")."""
+    keep_sources = [*sources_of(cfg), "mnist", "synthetic"]
+    if cfg.recipe == "joint":
+        rows = trainset.rendered(cfg)
+        picked = rows.select(np.isin(rows.sources, keep_sources))
+        return train_joint(cfg, picked), picked
+    if cfg.recipe != "frozen":
+        raise ValueError(f"unknown recipe {cfg.recipe!r}")
     trunk = pretrain_trunk(cfg)
     trunk.trainable = False
     rows = trainset.with_features(cfg, trunk)
-    keep = np.isin(rows.sources, [*sources_of(cfg), "mnist", "synthetic"])
-    picked = rows.select(keep)
+    picked = rows.select(np.isin(rows.sources, keep_sources))
     head = train_head(cfg, picked)
     return assemble(trunk, head), picked
 

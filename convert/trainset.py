@@ -25,10 +25,12 @@ from convert.labels import group
 from server.raster import MNIST_PEN
 
 #: Bump when what is drawn changes, so cached feature sets of an older recipe are not reused.
-RENDER_RECIPE = 1
+RENDER_RECIPE = 2
 NOT_DIGIT = 10
 DIGIT_COPIES = 6  # complete drawings per digit sample; the first is undistorted
-PREFIX_COPIES = 4  # distorted partial drawings per digit sample, 15-95% of the points
+#: Distorted partial drawings per digit sample, cut at 15-95%: half of them by point count
+#: (what the live guess and the prefix ECE see), half by ink length.
+PREFIX_COPIES = 4
 LETTER_COPIES = 2  # drawings per letter or symbol that must be rejected
 SCRIBBLES = 3000
 CALIBRATION_SHARE = 8  # one sample in 8 (by id hash) is kept out of training, for calibration
@@ -67,8 +69,9 @@ def _draw_digits(samples: list[StrokeSample], rng: np.random.Generator) -> tuple
         if not ink or s.label is None:
             continue
         variants = [ink] + [augment.distort(ink, rng) for _ in range(DIGIT_COPIES - 1)]
-        for _ in range(PREFIX_COPIES):
-            variants.append(augment.distort(augment.prefix(ink, rng.uniform(0.15, 0.95)), rng))
+        for k in range(PREFIX_COPIES):
+            cut = augment.prefix if k % 2 == 0 else augment.prefix_by_ink
+            variants.append(augment.distort(cut(ink, rng.uniform(0.15, 0.95)), rng))
         drawings += variants
         pens += [MNIST_PEN] + [augment.random_pen(rng) for _ in variants[1:]]
         labels += [s.label] * len(variants)
@@ -140,11 +143,12 @@ def _file_id(path: Path | None) -> list[Any]:
     return [path.name, st.st_size, int(st.st_mtime)]
 
 
-def cache_key(cfg: Any) -> str:
+def cache_key(cfg: Any, trunk: bool = True) -> str:
+    """Names a cached row set: the drawings (and the trunk whose features it holds, if any)."""
     raw = json.dumps(
         [
             RENDER_RECIPE,
-            cfg.trunk_key(),
+            cfg.trunk_key() if trunk else None,
             cfg.seed,
             cfg.limit,
             _file_id(cfg.strokes),
@@ -154,6 +158,29 @@ def cache_key(cfg: Any) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
 
+def _save(path: Path, rows: Rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    arrays: dict[str, Any] = {"images": rows.images, "labels": rows.labels, "sources": rows.sources}
+    if rows.features is not None:
+        arrays["features"] = rows.features
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def rendered(cfg: Any) -> Rows:
+    """The rendered rows (images only), from the cache when present: what the jointly
+    trained network learns from."""
+    path = cfg.cache_dir / f"images-{cache_key(cfg, trunk=False)}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            print(f"training rows from {path}", flush=True)
+            return Rows(z["images"], z["labels"], z["sources"])
+    rows = render(cfg)
+    _save(path, rows)
+    return rows
+
+
 def with_features(cfg: Any, trunk: Any) -> Rows:
     """The rendered rows and their trunk features, from the cache when present."""
     path = cfg.cache_dir / f"rows-{cache_key(cfg)}.npz"
@@ -161,7 +188,7 @@ def with_features(cfg: Any, trunk: Any) -> Rows:
         with np.load(path) as z:
             print(f"training rows from {path}", flush=True)
             return Rows(z["images"], z["labels"], z["sources"], z["features"])
-    rows = render(cfg)
+    rows = rendered(cfg)
     t0 = time.perf_counter()
     x = rows.images.astype(np.float32)[..., None] / 255.0
     feats = np.concatenate(
@@ -169,10 +196,7 @@ def with_features(cfg: Any, trunk: Any) -> Rows:
     )
     print(f"trunk features of {len(x)} rows in {time.perf_counter() - t0:.0f}s", flush=True)
     rows.features = feats
-    cfg.cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, images=rows.images, labels=rows.labels, sources=rows.sources, features=feats)
-    tmp.replace(path)
+    _save(path, rows)
     return rows
 
 

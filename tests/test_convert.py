@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from convert.augment import as_arrays, distort, prefix, scribble, to_uint8
+from convert.augment import as_arrays, distort, prefix, prefix_by_ink, scribble, to_uint8
 from convert.calibrate import fit_temperature
 from convert.data import (
     LETTERS_FILE,
@@ -207,6 +207,18 @@ def test_prefix_keeps_the_first_points_in_drawing_order() -> None:
     assert [len(s) for s in prefix(ink, 1.0)] == [4, 6]
 
 
+def test_ink_prefix_cuts_where_that_share_of_the_ink_length_was_drawn() -> None:
+    # Two strokes: 10 units of ink (2 points), then 20 units (3 points).
+    ink = [np.array([[0.0, 0.0], [0.0, 10.0]]), np.array([[5.0, 0.0], [5.0, 10.0], [15.0, 10.0]])]
+    assert [s.tolist() for s in prefix_by_ink(ink, 0.25)] == [[[0, 0], [0, 7.5]]]
+    half = prefix_by_ink(ink, 0.5)  # all of the first stroke, half of the second's first segment
+    assert [s.tolist() for s in half] == [[[0, 0], [0, 10]], [[5, 0], [5, 5]]]
+    assert [len(s) for s in prefix_by_ink(ink, 1.0)] == [2, 3]
+    assert [len(s) for s in prefix_by_ink(ink, 0.0)] == [1]  # never no ink at all
+    dot = [np.array([[3.0, 3.0]])]  # no length at all: cut by points
+    assert [len(s) for s in prefix_by_ink(dot, 0.5)] == [1]
+
+
 def test_distortions_keep_every_point_finite_and_drawable() -> None:
     rng = np.random.default_rng(0)
     ink = as_arrays(next(s for s in load_strokes(UNIPEN_FILE) if len(s.strokes) > 1).strokes)
@@ -265,3 +277,4 @@ def test_loso_table_means_per_source_and_pooled_and_names_small_sources() -> Non
     assert t["pooled"]["digits"] == 1010 and t["small_sources"] == ["tiny"]
     assert t["worst_source"]["source"] == "mid"  # tiny is too small to be the worst
     assert t["letters_pooled"]["reject"] == {"count": 30, "rejected": pytest.approx(0.9)}
+    assert t["recipe"] == "frozen" and t["epochs"] is None  # folds that predate the record
