@@ -172,18 +172,28 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _fold_epochs(loso: dict[str, Any], default: int) -> tuple[int, str]:
+    """The folds' epochs (as recorded by each fold, else `default`), and how to say it."""
+    per = {src: r.get("epochs") or default for src, r in loso["per_source"].items()}
+    if len(set(per.values())) <= 1:
+        n = next(iter(per.values()), default)
+        return n, str(n)
+    said = ", ".join(f"{n} ({src})" for src, n in per.items())
+    return min(per.values()), said
+
+
 def _loso_intro(loso: dict[str, Any], training: dict[str, Any]) -> str:
     """What each fold trained, and how that differs from the shipped model."""
     if training.get("recipe", "frozen") == "joint":
-        fold_epochs = loso.get("epochs") or LOSO_EPOCHS
+        fold_epochs, said = _fold_epochs(loso, LOSO_EPOCHS)
         return f"""Each fold trains the shipped recipe (the whole network from scratch on MNIST and
 the drawings of the fold's training sources, int8 quantization, temperature fitted on the
 fold's own training sources, the same thresholds) without one UNIPEN source, then measures that
 source's digits (complete, and at 25/50/75% of their points) and its letters and symbols.
-**One difference**: to fit the folds on two shared cores they trained for {fold_epochs} epochs,
+**One difference**: to fit the folds on two shared cores they trained for {said} epochs,
 the shipped model for {training.get("epochs")} (same schedule, shorter).
 Command: `{loso_command(fold_epochs)}`."""
-    fold_epochs = loso.get("epochs") or 4
+    fold_epochs, _ = _fold_epochs(loso, 4)
     head_epochs = training.get("head_epochs", 0)
     return f"""Each fold trains the shipped recipe (the same MNIST trunk, a new head, int8
 quantization, temperature fitted on the fold's own training sources, the same thresholds)
@@ -345,7 +355,7 @@ the top digit's P < {verdict.get("unsure_below")} (server defaults; `--reject-at
 ## Writers it never saw: leave one source out
 
 {_loso_section(card.get("loso"), t, card["train_sources"])}
-## The shipped model (trained on every source)
+{card.get("comparison", "")}## The shipped model (trained on every source)
 
 | data | float32 | int8 |
 |---|---:|---:|

@@ -96,6 +96,7 @@ def _row(fold: dict[str, Any]) -> dict[str, Any]:
         "ece_prefix": d.get("ece_prefix"),
         "mnist": fold["mnist"]["accuracy"],
         "mnist_rejected": fold["mnist"]["rejected"],
+        "epochs": fold.get("epochs"),
         "letters": {
             g: {"count": v["count"], "rejected": v["rejected"]} for g, v in letters.items()
         },
@@ -130,7 +131,6 @@ def table(folds: list[dict[str, Any]]) -> dict[str, Any]:
         letters[g] = {"count": n, "rejected": hit / n if n else None}
     return {
         "recipe": folds[0].get("recipe", "frozen") if folds else None,
-        "epochs": folds[0].get("epochs") if folds else None,
         "per_source": rows,
         "mean_per_source": {
             "accuracy": _mean([r["accuracy"] for r in rows.values()]),
