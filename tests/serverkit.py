@@ -51,8 +51,9 @@ class Digit:
 
 @functools.cache
 def unipen_digits(count: int = 40, max_points: int = 80) -> tuple[Digit, ...]:
-    """UNIPEN dev digits of every label that the model reads correctly offline, so that a
-    wrong answer over the wire is the server's fault, not the model's."""
+    """UNIPEN dev digits of every label that the model reads correctly and confidently
+    (p > 0.9) offline, so that a wrong answer over the wire, or a different one from an image
+    of the same ink, is the server's fault, not a borderline reading flipped by a subpixel."""
     model = bundled_model()
     samples: list[StrokeSample] = [
         s
@@ -64,7 +65,7 @@ def unipen_digits(count: int = 40, max_points: int = 80) -> tuple[Digit, ...]:
     good = [
         Digit(int(s.label), s.strokes, p)
         for s, p in zip(samples, probs, strict=False)
-        if s.label is not None and int(p.argmax()) == s.label and p.max() > 0.5
+        if s.label is not None and int(p.argmax()) == s.label and p.max() > 0.9
     ]
     by_label = sorted(good, key=lambda d: (good.index(d) // 10, d.label))
     chosen: list[Digit] = []
