@@ -136,7 +136,7 @@ def ink_map(picture: PILImage.Image) -> PILImage.Image:
     largest difference over the colour channels. The background is the median colour of
     the border, so dark ink on light paper, light ink on dark, and colour ink on any plain
     background all come out the same way."""
-    background = np.median(_border(np.asarray(picture)), axis=0).round().astype(int)
+    background = _median(_border(np.asarray(picture)).astype(np.float64)).round().astype(int)
     if picture.mode == "L":
         return ImageChops.difference(picture, PILImage.new("L", picture.size, int(background)))
     plain = PILImage.new("RGB", picture.size, tuple(int(v) for v in background))
@@ -149,37 +149,64 @@ def find_ink(ink: PILImage.Image) -> npt.NDArray[np.float32]:
     floor subtracted and specks and background noise outside the digit set to zero.
     Raises ImageError(NO_INK) when nothing stands out from the background."""
     k = max(1, max(ink.size) // _WORK)
-    coarse = _unit(ink.reduce(k) if k > 1 else ink)
+    coarse = _unit(np.asarray(ink.reduce(k) if k > 1 else ink))
     floor = _noise_floor(_border(coarse))
     peak = float(coarse.max())
     if peak - floor < _MIN_CONTRAST / k:
         raise ImageError(Code.NO_INK, "no ink: the image is all one colour")
     keep = _grown(_digit_blobs(coarse > floor + 0.25 * (peak - floor)))
-    rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
-    keep = keep[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].repeat(k, 0).repeat(k, 1)
-    box = (cols[0] * k, rows[0] * k, (cols[-1] + 1) * k, (rows[-1] + 1) * k)
-    crop = _unit(ink.crop(box))  # past the right or bottom edge Pillow pads with zeros
-    crop *= keep
-    fine_floor = _noise_floor(_border(np.asarray(ink)) / 255.0)
+    top, bottom, left, right = _bounds(keep)
+    fine = np.asarray(ink)
+    crop = _unit(fine[top * k : bottom * k, left * k : right * k])
+    # the coarse map's last row and column may stand for fewer than k fine ones
+    crop *= keep[top:bottom, left:right].repeat(k, 0).repeat(k, 1)[: len(crop), : crop.shape[1]]
+    fine_floor = _noise_floor(_border(fine) / 255.0)
     strong = crop[crop > fine_floor + 0.5 * (float(crop.max()) - fine_floor)]
-    full = float(np.percentile(strong, 75))
+    full = _upper_quartile(strong)
     scaled = (crop - fine_floor) * np.float32(1.0 / max(full - fine_floor, 1e-6))
     return _tight(np.clip(scaled, 0.0, 1.0, out=scaled))
 
 
-def _unit(ink: PILImage.Image) -> npt.NDArray[np.float32]:
-    return np.asarray(ink, dtype=np.float32) * np.float32(1.0 / 255.0)
+# The helpers below compute what numpy's median, percentile and isin would, without their
+# per-call overhead: the arrays here are small (a border of a few hundred pixels, a map of
+# at most 64x64), so that overhead was most of find_ink's time.
+
+
+def _unit(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    return pixels.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
 def _border(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return np.concatenate([values[0], values[-1], values[1:-1, 0], values[1:-1, -1]])
 
 
+def _median(values: npt.NDArray[Any]) -> Any:
+    """np.median of a 1-D array (or of each column of a 2-D one), in its dtype."""
+    ordered = np.sort(values, axis=0)
+    half = len(ordered) // 2
+    return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
+
+
 def _noise_floor(border: npt.NDArray[Any]) -> float:
     """Background level plus four robust standard deviations of the border's noise."""
-    level = float(np.median(border))
-    spread = 1.4826 * float(np.median(np.abs(border - level)))
+    level = float(_median(border))
+    spread = 1.4826 * float(_median(np.abs(border - level)))
     return level + 4.0 * spread
+
+
+def _upper_quartile(values: npt.NDArray[np.float32]) -> float:
+    """np.percentile(values, 75) (linear interpolation) of a non-empty 1-D array."""
+    ordered = np.sort(values)
+    at = 0.75 * (len(ordered) - 1)
+    below = int(at)
+    low, high = float(ordered[below]), float(ordered[min(below + 1, len(ordered) - 1)])
+    return low + (high - low) * (at - below)
+
+
+def _bounds(values: npt.NDArray[Any]) -> tuple[int, int, int, int]:
+    """Top, bottom, left, right (one past the last) of the nonzero values (there are some)."""
+    rows, cols = np.flatnonzero(values.any(axis=1)), np.flatnonzero(values.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _grown(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
@@ -198,15 +225,16 @@ def _digit_blobs(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     labels, count = label(mask, connectivity=2, return_num=True)  # type: ignore[no-untyped-call]
     if count <= 1:
         return mask
-    areas = np.bincount(labels.ravel())[1:]
-    kept = np.flatnonzero(areas >= _SPECK * areas.max()) + 1
-    return np.isin(labels, kept)
+    areas = np.bincount(labels.ravel())
+    areas[0] = 0  # the background
+    kept: npt.NDArray[np.bool_] = areas >= _SPECK * areas.max()
+    blobs: npt.NDArray[np.bool_] = kept[labels]
+    return blobs
 
 
 def _tight(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    rows = np.flatnonzero(values.any(axis=1))
-    cols = np.flatnonzero(values.any(axis=0))
-    return values[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    top, bottom, left, right = _bounds(values)
+    return values[top:bottom, left:right]
 
 
 # ---- fitting ----------------------------------------------------------------------------
