@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from protocol import Code
 from server import images
@@ -156,3 +156,24 @@ def test_the_lean_helpers_compute_what_numpy_and_raster_do() -> None:
         top, left = rng.integers(0, CANVAS - 20, 2)
         canvas[top : top + 20, left : left + 20] = rng.random((20, 20)) ** 4
         assert np.array_equal(images._centred(canvas), centre_by_mass(canvas[None])[0])
+
+
+def test_quick_open_takes_only_pictures_that_are_cheap_to_prepare() -> None:
+    """What the HTTP endpoint may prepare on its event loop: small in bytes and pixels, and
+    nothing that Pillow inflates while reading the header; the rest goes to a thread."""
+    digit = unipen_digits()[2]
+    small = digit_file(digit, size=280)
+    picture = images.quick_open(small)
+    assert picture is not None
+    assert np.array_equal(images.prepare(picture), preprocess(small))
+    assert images.quick_open(digit_file(digit, size=400)) is None  # 160,000 pixels
+    noisy = digit_file(digit, size=300, noise=0.3)
+    assert len(noisy) > images.QUICK_BYTES and images.quick_open(noisy) is None
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "x" * 100_000, zip=True)  # a zTXt chunk: a few hundred bytes
+    out = io.BytesIO()
+    Image.open(io.BytesIO(small)).save(out, "PNG", pnginfo=info)
+    assert len(out.getvalue()) < images.QUICK_BYTES and images.quick_open(out.getvalue()) is None
+    with pytest.raises(ImageError) as caught:
+        images.quick_open(b"hello, this is text")
+    assert caught.value.code is Code.NOT_AN_IMAGE
