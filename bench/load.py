@@ -9,6 +9,7 @@ errors, server CPU (from /proc; 100% = one core), server RSS, mean inference bat
 and the load generator's own CPU.
 
     .venv/bin/python bench/load.py [--levels 1,10,100,300,1000] [--idle 1000] [--seconds 10]
+    .venv/bin/python bench/load.py --fairness [--checkout DIR ...]   (bench/fairness.py)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import fairness
 from bench.common import machine_line
 from client import DigitsClient, Error, Prediction, ServerMessage
 from client.replay import percentile
@@ -251,7 +253,12 @@ def main() -> None:
     )
     ap.add_argument("--seconds", type=float, default=10.0, help="drawing time per level")
     ap.add_argument("--server-args", default="", help="extra flags for python -m server")
+    ap.add_argument("--fairness", action="store_true", help="the fairness scenario instead")
+    fairness.add_arguments(ap)
     args = ap.parse_args()
+    if args.fairness:
+        fairness.run(args)
+        return
     raise_open_file_limit()
     digits = [s.strokes for s in load_strokes(UNIPEN_FILE)[:500]]
     server = Server(free_port(), args.server_args.split())

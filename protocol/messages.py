@@ -31,6 +31,7 @@ class Limits:
     max_connections: int = 4096
     max_connections_per_client: int = 64
     idle_timeout_s: float = 300.0
+    hello_timeout_s: float = 5.0
     heartbeat_s: float = 30.0
     send_buffer_bytes: int = 65536
     max_members_per_room: int = 16

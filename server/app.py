@@ -23,6 +23,7 @@ from aiohttp.typedefs import Handler
 from protocol import CloseCode, Code, ProtocolError, encode
 from server.config import Settings
 from server.connection import Connection
+from server.deadlines import overdue, sweep_period
 from server.errors import fault
 from server.forwarding import Network, Seen, default_hosts, host_allowed, networks, seen
 from server.http_api import HttpApi
@@ -30,7 +31,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.model import Model, load_model
 from server.recognizer import Recognizer
-from server.session import Identity, Session
+from server.session import Identity, Session, State
 from server.store import MemoryStore, Store
 
 log = logging.getLogger(__name__)
@@ -227,18 +228,19 @@ async def _serve(ws: web.WebSocketResponse, conn: Connection) -> None:
 
 
 async def _sweep_idle(app: web.Application) -> AsyncIterator[None]:
-    """Close connections silent for idle_timeout_s. One sweeper for all sockets is cheaper
-    than a timer per received frame."""
-    idle = app[SETTINGS].limits.idle_timeout_s
+    """Close connections silent for idle_timeout_s, or without hello for hello_timeout_s
+    (server/deadlines.py). One sweeper for all sockets is cheaper than a timer per frame."""
+    limits = app[SETTINGS].limits
     closing: set[asyncio.Task[bool]] = set()
 
     async def sweep() -> None:
         while True:
-            await asyncio.sleep(min(1.0, idle / 4))
+            await asyncio.sleep(sweep_period(limits))
             live = app[CONNECTIONS]
             for conn in list(live):
-                if conn.open and conn.clock() - conn.last_seen > idle:
-                    error = ProtocolError(Code.IDLE_TIMEOUT, f"no message for {idle:g} s")
+                welcomed = conn.session.state is not State.AWAIT_HELLO
+                error = overdue(conn.clock(), conn.opened_at, conn.last_seen, welcomed, limits)
+                if conn.open and error is not None:
                     task = asyncio.create_task(conn.fail(error))
                     closing.add(task)
                     task.add_done_callback(closing.discard)

@@ -59,6 +59,7 @@ _HELP = {
     "max_connections": "open WebSockets in total (beyond: close 1013)",
     "max_connections_per_client": "open WebSockets per client IP address (beyond: close 1013)",
     "idle_timeout_s": "close a connection silent this long",
+    "hello_timeout_s": "close a connection that has not sent hello this long after connecting",
     "heartbeat_s": "WebSocket ping interval; a peer not answering within half is dropped",
     "max_members_per_room": "members (drawers and watchers) in one shared session",
     "max_rooms": "shared sessions on the server at once",

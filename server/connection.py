@@ -74,7 +74,7 @@ class Connection:
         )
         self.binary = True  # reply in the encoding of the client's last frame
         self.open = True
-        self.last_seen = clock()  # when the last frame arrived, for the idle sweeper
+        self.last_seen = self.opened_at = clock()  # for the idle and hello deadlines
         self._held: Prediction | None = None  # a live prediction waiting for the client
         self._writer: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[bool] | None = None
