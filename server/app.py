@@ -21,6 +21,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.typedefs import Handler
 
 from protocol import CloseCode, Code, ProtocolError, encode
+from server.budget import AddressBudgets
 from server.config import Settings
 from server.connection import Connection
 from server.deadlines import overdue, sweep_period
@@ -45,6 +46,7 @@ HUB = web.AppKey("hub", Hub)  # rooms and parked sessions
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
 CLIENTS = web.AppKey("clients", Counter[str])  # open sockets per client address
 CONNECTIONS: web.AppKey[weakref.WeakSet[Connection]] = web.AppKey("connections")
+BUDGETS = web.AppKey("budgets", AddressBudgets)  # ink points per second per client address
 
 
 @dataclasses.dataclass(slots=True)
@@ -201,12 +203,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         return ws
     app[SOCKETS].add(ws)
     app[METRICS].connections.inc()
-    conn = Connection(_WsPeer(ws, request), _new_session(app, client), app[HUB], app[METRICS])
+    budget = app[BUDGETS].acquire(client, time.perf_counter())
+    session = _new_session(app, client)
+    conn = Connection(_WsPeer(ws, request), session, app[HUB], app[METRICS], address_budget=budget)
     app[CONNECTIONS].add(conn)
     try:
         await _serve(ws, conn)
     finally:  # bookkeeping first: the awaits below may be cancelled
         _release(app, client)
+        app[BUDGETS].release(client)
         app[METRICS].connections.dec()
         conn.abandon()  # the session is parked for resume_grace_s
         await conn.stop()
@@ -378,6 +383,10 @@ def create_app(settings: Settings, model: Model | None = None) -> web.Applicatio
     app[SOCKETS] = weakref.WeakSet()
     app[CLIENTS] = Counter()
     app[CONNECTIONS] = weakref.WeakSet()
+    limits = settings.limits
+    app[BUDGETS] = AddressBudgets(
+        limits.points_per_second_per_client, limits.points_burst_per_client
+    )
     app[SHUTDOWN] = Shutdown()
     if model is not None:
         app[MODEL] = model

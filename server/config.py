@@ -56,6 +56,11 @@ _HELP = {
     "max_coordinate": "largest |x| or |y| of a point",
     "messages_per_second": "token-bucket refill rate per connection",
     "message_burst": "token-bucket size per connection",
+    "points_per_second": "ink points per second per connection; beyond, reading waits",
+    "points_burst": "ink points a connection may send at once",
+    "points_per_second_per_client": "ink points per second of all connections of one "
+    "client IP address together; beyond, reading waits",
+    "points_burst_per_client": "ink points one client IP address may send at once",
     "max_connections": "open WebSockets in total (beyond: close 1013)",
     "max_connections_per_client": "open WebSockets per client IP address (beyond: close 1013)",
     "idle_timeout_s": "close a connection silent this long",

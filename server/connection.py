@@ -15,21 +15,25 @@ from typing import Protocol
 
 from protocol import (
     ClientMessage,
+    End,
     Hello,
     Join,
     Leave,
     Limits,
     Ping,
+    PointsMsg,
     Pong,
     Prediction,
     ProtocolError,
     Recognize,
     ServerMessage,
     Share,
+    Start,
     decode,
     encode,
     message_type,
 )
+from server.budget import PointBudget
 from server.errors import fault, flooding, rate_limited, too_slow
 from server.hub import Hub
 from server.metrics import Metrics
@@ -65,6 +69,7 @@ class Connection:
         hub: Hub,
         metrics: Metrics,
         clock: Callable[[], float] = time.perf_counter,
+        address_budget: PointBudget | None = None,
     ) -> None:
         self.peer, self.session, self.hub, self.metrics = peer, session, hub, metrics
         self.limits: Limits = session.identity.limits
@@ -72,6 +77,8 @@ class Connection:
         self.bucket = TokenBucket(
             self.limits.messages_per_second, self.limits.message_burst, clock()
         )
+        own = PointBudget(self.limits.points_per_second, self.limits.points_burst, clock())
+        self.budgets = (own,) if address_budget is None else (own, address_budget)
         self.binary = True  # reply in the encoding of the client's last frame
         self.open = True
         self.last_seen = self.opened_at = clock()  # for the idle and hello deadlines
@@ -102,6 +109,7 @@ class Connection:
             msg = self._decode(data, verdict)
             seq = msg.seq
             self.metrics.count(self.metrics.messages, message_type(msg))
+            await self._pace(msg)
             await self._handle(msg)
         except Exception as exc:  # the funnel decides what each one becomes
             return await self.fail(exc, seq)
@@ -118,6 +126,17 @@ class Connection:
         if verdict is Verdict.REFUSE:
             raise rate_limited(msg.seq)
         return msg
+
+    async def _pace(self, msg: ClientMessage) -> None:
+        """Ink beyond a points budget (server/budget.py) waits here until it is paid for;
+        meanwhile nothing more is read from this socket: backpressure, not loss."""
+        points = len(msg.points) if isinstance(msg, Start | PointsMsg | End) else 0
+        if points:
+            now = self.clock()
+            wait = max(budget.spend(points, now) for budget in self.budgets)
+            if wait > 0:
+                self.metrics.paced.inc()
+                await asyncio.sleep(wait)
 
     async def _handle(self, msg: ClientMessage) -> None:
         session = self.session
