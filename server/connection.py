@@ -95,6 +95,10 @@ class Connection:
     def preview(self) -> bool:
         return self.session.preview
 
+    @property
+    def address(self) -> str:
+        return self.session.identity.client
+
     # ---- frames in ----------------------------------------------------------------------
 
     async def receive(self, data: bytes | str) -> bool:

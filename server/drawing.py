@@ -30,6 +30,10 @@ class Endpoint(Protocol):
     @property
     def preview(self) -> bool: ...
 
+    @property
+    def address(self) -> str:
+        """The client's address: whose share of inference this member's drawing uses."""
+
     async def send(self, msg: ServerMessage) -> None:
         """Send a message that is never dropped (or give up on a client not reading)."""
 
@@ -176,7 +180,9 @@ class Drawing:
         """Predict jobs until the pipeline has none: the one place predictions are made."""
         while job is not None:
             try:
-                await self._deliver(await self.recognizer.predict(job, self.pipeline.refresh))
+                owner = next((ep.address for ep in self.online.values()), None)
+                answer = await self.recognizer.predict(job, self.pipeline.refresh, owner)
+                await self._deliver(answer)
             except Exception as exc:  # every failure goes to the funnel; the pipeline goes on
                 await self._failed(job, exc)
             job = self.pipeline.done()

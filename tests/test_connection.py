@@ -99,7 +99,10 @@ class FakeRecognizer:
         self.error: Exception | None = None
 
     async def predict(
-        self, snap: Snapshot, refresh: Callable[[Snapshot], Snapshot] | None = None
+        self,
+        snap: Snapshot,
+        refresh: Callable[[Snapshot], Snapshot] | None = None,
+        owner: str | None = None,
     ) -> Answer:
         if not snap.ink:
             return Answer(snap)

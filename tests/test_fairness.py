@@ -52,9 +52,10 @@ async def test_one_address_over_its_budget_does_not_slow_another(
     )
     digit = unipen_digits(1)[0]
     async with unlimited_session() as http:
-        open_as = lambda ip: DigitsClient.open(  # noqa: E731
-            url, session=http, headers={"X-Forwarded-For": ip}
-        )
+
+        async def open_as(ip: str) -> DigitsClient:
+            return await DigitsClient.open(url, session=http, headers={"X-Forwarded-For": ip})
+
         floods = [await open_as("10.0.0.1") for _ in range(2)]
         healthy = await open_as("10.0.0.2")
         for f in floods:  # 2 x 1000 points from one address: two seconds of its budget
