@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from protocol import Ink, Prediction, ServerMessage, StrokeEvent
+from protocol import Code, Ink, Prediction, ProtocolError, ServerMessage, StrokeEvent
 from server import roomlog
 from server.canvas import Canvas, Event, Snapshot
 from server.metrics import Metrics
 from server.pipeline import Pipeline
 from server.recognizer import Answer, Recognizer
+
+MAX_FINALS = 32  # recognize answers waiting per drawing (one per member of a full room, twice)
 
 
 class Endpoint(Protocol):
@@ -96,7 +98,10 @@ class Drawing:
         return copy
 
     def recognize(self, member: str, seq: int | None) -> None:
-        """A final answer of the ink as it is now, for `member` only."""
+        """A final answer of the ink as it is now, for `member` only. Raises
+        ProtocolError(OVERLOADED), changing nothing, while MAX_FINALS already wait."""
+        if len(self.pipeline.finals) >= MAX_FINALS:  # what waits is memory: bounded
+            raise ProtocolError(Code.OVERLOADED, "too many recognize waiting; try again", seq)
         self.canvas.see(member, seq)
         self._run(self.pipeline.final(self.canvas.snapshot(final=True, asker=member)))
 
