@@ -1,8 +1,9 @@
 """One client connection: frames in, the session's messages carried out, messages out.
 
-Belongs here: the rate limit, the dispatch of each message (about one line each), the send
-path with its slow-reader rule, and handing every failure to the error funnel
-(server/errors.py). Knows asyncio but not aiohttp: the socket is the small `Peer` protocol.
+Belongs here: the rate limit and the points budgets, the dispatch of each message (about one
+line each), the send path with its slow-reader rule, and handing every failure to the error
+funnel (server/errors.py). Knows asyncio but not aiohttp: the socket is the small `Peer`
+protocol.
 """
 
 from __future__ import annotations
