@@ -23,19 +23,15 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
-import re
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -44,6 +40,9 @@ from bench.common import machine_line
 from client import DigitsClient, Prediction, ServerMessage
 from client.replay import percentile
 from convert.data import UNIPEN_FILE, load_strokes
+
+if TYPE_CHECKING:  # bench/load.py imports this module: its Server is imported in run()
+    from bench.load import Server
 
 FLOOD_POINTS = 512  # max_points_per_message
 FLOOD_RATE = 190.0  # messages per second per flooder, under messages_per_second (200)
@@ -162,33 +161,6 @@ async def _draw(client: DigitsClient, me: Healthy, strokes: Strokes, rng: random
     await asyncio.sleep(rng.uniform(0.05, 0.2))
 
 
-class Server:
-    """`python -m server` from one checkout, with the default limits."""
-
-    def __init__(self, checkout: Path, port: int) -> None:
-        env = {**os.environ, "PYTHONPATH": str(checkout)}
-        cmd = [sys.executable, "-m", "server", "--port", str(port), "--log-level", "WARNING"]
-        self.proc = subprocess.Popen(cmd, cwd=checkout, env=env, stderr=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            with contextlib.suppress(OSError):
-                if urllib.request.urlopen(self.url + "/readyz", timeout=1).status == 200:
-                    return
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"server from {checkout} did not become ready")
-
-    def rss_mb(self) -> float:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        match = re.search(r"VmRSS:\s+(\d+) kB", status)
-        return int(match.group(1)) / 1024 if match else float("nan")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 async def _sample_rss(server: Server, peak: list[float], stop: float) -> None:
     while time.perf_counter() < stop:
         peak[0] = max(peak[0], server.rss_mb())
@@ -290,7 +262,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Run the scenario against each checkout in turn, `args.repeat` times; print a table."""
-    from bench.load import free_port, raise_open_file_limit
+    from bench.load import Server, free_port, raise_open_file_limit
 
     raise_open_file_limit()
     digits = [s.strokes for s in load_strokes(UNIPEN_FILE)[:200]]
@@ -303,7 +275,7 @@ def run(args: argparse.Namespace) -> None:
     )
     for _ in range(args.repeat):
         for checkout in checkouts:
-            server = Server(checkout, free_port())
+            server = Server(free_port(), [], checkout, lenient=False)
             try:
                 results[checkout].append(
                     asyncio.run(scenario(server, digits, args.flooders, args.seconds, args.flood))

@@ -97,12 +97,17 @@ async def drawer_loop(
 class Server:
     """`python -m server` as a subprocess, with /proc readings of its CPU and memory."""
 
-    def __init__(self, port: int, extra: list[str]) -> None:
+    def __init__(
+        self, port: int, extra: list[str], checkout: Path | None = None, lenient: bool = True
+    ) -> None:
+        """`checkout`: the tree to run (default this one); `lenient`: connection limits off."""
         args = [sys.executable, "-m", "server", "--port", str(port), "--log-level", "WARNING"]
         limits = ["--max-connections", "10000", "--max-connections-per-client", "10000"]
+        root = checkout or Path(__file__).resolve().parent.parent
         self.proc = subprocess.Popen(
-            [*args, *limits, *extra],
-            cwd=Path(__file__).resolve().parent.parent,
+            [*args, *(limits if lenient else []), *extra],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
             stderr=subprocess.DEVNULL,
         )
         self.url = f"http://127.0.0.1:{port}"
