@@ -25,6 +25,7 @@ import contextlib
 import json
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -93,24 +94,25 @@ async def _flooder(
     await ws.send_str(json.dumps({"type": "hello", "version": 1}))
     reader = asyncio.create_task(_drain(ws, flood, answered))
     period, due, i = 1 / FLOOD_RATE, time.perf_counter(), 0
-    try:
-        while time.perf_counter() < stop and not ws.closed:
-            seq = len(sent)
-            await ws.send_str(f'{frames[i][:-1]}, "seq": {seq}}}')
-            sent.append(sent[-1] + points[i])
-            i = (i + 1) % len(frames)
-            due = max(due + period, time.perf_counter() - 0.05)  # no catch-up bursts
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-    except (ConnectionError, aiohttp.ClientError):
+    try:  # a send blocks while the server reads slowly (backpressure): stop on time anyway
+        async with asyncio.timeout(max(0.0, stop - time.perf_counter())):
+            while not ws.closed:
+                seq = len(sent)
+                await ws.send_str(f'{frames[i][:-1]}, "seq": {seq}}}')
+                sent.append(sent[-1] + points[i])
+                i = (i + 1) % len(frames)
+                due = max(due + period, time.perf_counter() - 0.05)  # no catch-up bursts
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+    except (TimeoutError, ConnectionError, aiohttp.ClientError):
         pass
-    flood.applied_points += sent[answered[0]]
+    flood.applied_points += sent[min(answered[0], len(sent) - 1)]
     if ws.closed and ws.close_code is not None:  # closed by the server during the run
         flood.closes[ws.close_code] += 1
     reader.cancel()
-    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+    with contextlib.suppress(asyncio.CancelledError):
         await reader
-        await asyncio.wait_for(ws.close(), 1.0)  # a server holding back its reading may not
-        # answer the close in time: that is not a close of its own
+    with contextlib.suppress(TimeoutError):  # a server still reading the flood's backlog may
+        await asyncio.wait_for(ws.close(), 1.0)  # not answer the close in time: not its close
 
 
 async def _drain(ws: aiohttp.ClientWebSocketResponse, flood: Flood, answered: list[int]) -> None:
@@ -277,11 +279,15 @@ def run(args: argparse.Namespace) -> None:
         for checkout in checkouts:
             server = Server(free_port(), [], checkout, lenient=False)
             try:
-                results[checkout].append(
-                    asyncio.run(scenario(server, digits, args.flooders, args.seconds, args.flood))
-                )
+                run = asyncio.run(scenario(server, digits, args.flooders, args.seconds, args.flood))
             finally:
-                server.stop()
+                try:
+                    server.stop()
+                except subprocess.TimeoutExpired:  # still busy with the flood's backlog
+                    server.proc.kill()
+                    server.proc.wait()
+            results[checkout].append(run)
+            print(f"# {checkout}: {run}", flush=True)
     print(HEADER)
     print("|---" * (HEADER.count("|") - 1) + "|")
     for checkout, runs in results.items():
