@@ -39,12 +39,14 @@ node-deps:
 	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
 	npm ci --no-audit --no-fund
 
-# redis-server and nginx for the multi-process tests (started and stopped by the tests)
+# redis-server, nginx and openssl (a TLS Redis's test CA) for the multi-process tests (started
+# and stopped by the tests)
 services:
 	@# Debian's packages start their own services on install; the tests start their own on free
 	@# ports, so stop the ones the install just started (never a redis or nginx that was running).
-	@command -v redis-server >/dev/null && { command -v nginx >/dev/null || test -x /usr/sbin/nginx; } || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx && \
+	@command -v redis-server >/dev/null && command -v openssl >/dev/null && \
+	  { command -v nginx >/dev/null || test -x /usr/sbin/nginx; } || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx openssl && \
 	    { service redis-server stop >/dev/null 2>&1; service nginx stop >/dev/null 2>&1; true; }; }
 
 run: install-run

@@ -24,7 +24,7 @@ from server.batching import BatcherStopped
 from server.canvas import Snapshot
 from server.config import Settings
 from server.errors import fault
-from server.images import MEDIA_TYPES, ImageLimits, preprocess
+from server.images import MEDIA_TYPES, ImageLimits, prepare, preprocess, quick_open
 from server.metrics import Metrics
 from server.recognizer import Recognizer
 
@@ -229,7 +229,7 @@ class HttpApi:
     async def _image(self, request: web.Request, recognizer: Recognizer) -> dict[str, Any]:
         options = _options(*_query(request))
         data = await _read(request, self.limits.max_body_bytes)
-        return await self._recognize_image(data, recognizer, options)
+        return await self._recognize_image(data, recognizer, options, quick=True)
 
     async def _multipart(self, request: web.Request, recognizer: Recognizer) -> dict[str, Any]:
         options = _options(*_query(request))
@@ -276,12 +276,20 @@ class HttpApi:
             parts.append((name, data))
 
     async def _recognize_image(
-        self, data: bytes, recognizer: Recognizer, options: Options
+        self, data: bytes, recognizer: Recognizer, options: Options, quick: bool = False
     ) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
+        """The answer for one image. With `quick`, a small one (server.images.quick_open) is
+        prepared on the loop: about 1 ms, to which a worker thread adds 0.1-0.25 ms here.
+        The images of a multipart upload always go to threads: many of them would stall
+        the loop."""
         started = time.perf_counter()
         limits = ImageLimits(self.limits.max_image_pixels)
-        image = await loop.run_in_executor(None, preprocess, data, limits)
+        picture = quick_open(data, limits) if quick else None
+        if picture is not None:
+            image = prepare(picture)
+        else:  # a large picture would stall every socket on the loop
+            loop = asyncio.get_running_loop()
+            image = await loop.run_in_executor(None, preprocess, data, limits)
         self.metrics.image_seconds.observe(time.perf_counter() - started)
         made = await recognizer.predict_image(image)
         prediction = made.for_member("", options.top_k, options.preview)

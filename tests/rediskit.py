@@ -1,6 +1,7 @@
 """Real services for the multi-process tests: redis-server (with its append-only file in a
-temporary folder) and nginx, each on a free loopback port, started and stopped by the test.
-Both are Debian packages that `make test` installs when missing (`make services`)."""
+temporary folder; optionally TLS only, with a throwaway CA) and nginx, each on a free
+loopback port, started and stopped by the test. They and the openssl CLI are Debian
+packages that `make test` installs when missing (`make services`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 _PREFIXES = itertools.count()
 
 
@@ -49,23 +51,63 @@ def new_prefix() -> str:
     return f"test{next(_PREFIXES)}:"
 
 
+def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 and localhost signed by it, in
+    `folder`: (CA certificate, server certificate, server key), all PEM, valid for a day."""
+    ca, ca_key = folder / "ca.pem", folder / "ca.key"
+    cert, key, request = folder / "server.pem", folder / "server.key", folder / "server.csr"
+    names = folder / "names.cnf"
+    names.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    steps = [
+        ["req", "-x509", *new_key, "-keyout", ca_key, "-out", ca, "-days", "1",
+         "-subj", "/CN=digits-live test CA"],
+        ["req", *new_key, "-keyout", key, "-out", request, "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", cert, "-days", "1", "-extfile", names],
+    ]  # fmt: skip
+    for step in steps:
+        subprocess.run([OPENSSL, *map(str, step)], check=True, capture_output=True)
+    return ca, cert, key
+
+
 class RedisServer:
     """A redis-server with AOF persistence (fsync always) in `folder`; stop and start it
-    again to test a restart: the same port, the same files."""
+    again to test a restart: the same port, the same files. With `tls`, it speaks TLS only,
+    with a certificate from a throwaway CA (`self.ca`), and `url` is a rediss:// URL that
+    names that CA."""
 
-    def __init__(self, folder: Path, password: str = "") -> None:
+    def __init__(self, folder: Path, password: str = "", tls: bool = False) -> None:
         self.folder, self.port, self.password = folder, free_port(), password
+        self.ca: Path | None = None
+        self.tls_args: list[str] = []
+        if tls:
+            self.ca, cert, key = make_certificates(folder)
+            self.tls_args = [
+                "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+                "--tls-key-file", str(key), "--tls-ca-cert-file", str(self.ca),
+                "--tls-auth-clients", "no",  # clients prove themselves with the password
+            ]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.url_for(0)
+
+    def url_for(self, db: int) -> str:
+        """The URL of database `db`, with the password if there is one (and the CA, for TLS:
+        redis-py's from_url takes `ssl_ca_certs` from the query)."""
+        auth = f":{self.password}@" if self.password else ""
+        if self.ca is None:
+            return f"redis://{auth}127.0.0.1:{self.port}/{db}"
+        return f"rediss://{auth}127.0.0.1:{self.port}/{db}?ssl_ca_certs={self.ca}"
 
     def start(self) -> None:
         args = [
             REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always",
             "--save", "", "--daemonize", "no", "--logfile", str(self.folder / "redis.log"),
+            *self.tls_args,  # the later --port 0 wins: no plain-text port
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]

@@ -7,11 +7,12 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from protocol import Code
+from server import images
 from server.images import PEN_WIDTH, ImageError, ImageLimits, preprocess, stroke_width
-from server.raster import rasterize
+from server.raster import CANVAS, centre_by_mass, rasterize
 from tests.imagekit import Style, digit_file, encoded, plain_png, png_header_only
 from tests.serverkit import bundled_model, unipen_digits
 
@@ -138,3 +139,41 @@ def test_bad_images_raise_a_named_error(data: bytes, code: Code) -> None:
     with pytest.raises(ImageError) as caught:
         preprocess(data, ImageLimits(max_pixels=1_000_000))
     assert caught.value.code is code
+
+
+def test_the_lean_helpers_compute_what_numpy_and_raster_do() -> None:
+    """images.py replaces numpy's median and percentile and raster's batch centring with
+    helpers of less overhead: same values, on odd and even sizes and on ties."""
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 3, 4, 7, 276, 555):
+        for values in (rng.random(n), rng.random(n).astype(np.float32), rng.integers(0, 4, n) / 3):
+            assert images._median(values) == np.median(values)
+            assert images._upper_quartile(values) == pytest.approx(np.percentile(values, 75))
+    colours = rng.integers(0, 256, (9, 3)).astype(np.float64)
+    assert np.array_equal(images._median(colours), np.median(colours, axis=0))
+    for _ in range(50):
+        canvas = np.zeros((CANVAS, CANVAS), np.float32)
+        top, left = rng.integers(0, CANVAS - 20, 2)
+        canvas[top : top + 20, left : left + 20] = rng.random((20, 20)) ** 4
+        assert np.array_equal(images._centred(canvas), centre_by_mass(canvas[None])[0])
+
+
+def test_quick_open_takes_only_pictures_that_are_cheap_to_prepare() -> None:
+    """What the HTTP endpoint may prepare on its event loop: small in bytes and pixels, and
+    nothing that Pillow inflates while reading the header; the rest goes to a thread."""
+    digit = unipen_digits()[2]
+    small = digit_file(digit, size=280)
+    picture = images.quick_open(small)
+    assert picture is not None
+    assert np.array_equal(images.prepare(picture), preprocess(small))
+    assert images.quick_open(digit_file(digit, size=400)) is None  # 160,000 pixels
+    noisy = digit_file(digit, size=300, noise=0.3)
+    assert len(noisy) > images.QUICK_BYTES and images.quick_open(noisy) is None
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "x" * 100_000, zip=True)  # a zTXt chunk: a few hundred bytes
+    out = io.BytesIO()
+    Image.open(io.BytesIO(small)).save(out, "PNG", pnginfo=info)
+    assert len(out.getvalue()) < images.QUICK_BYTES and images.quick_open(out.getvalue()) is None
+    with pytest.raises(ImageError) as caught:
+        images.quick_open(b"hello, this is text")
+    assert caught.value.code is Code.NOT_AN_IMAGE

@@ -1,22 +1,27 @@
 """The drawing page as people use it (issue 13), in real headless Chromium against a real server:
 keys that never destroy a drawing, ink clipped at the pad's edge, redo, final answers shared
 with a room, what a watcher sees, accessibility (axe-core from node_modules, never a CDN),
-layouts that fit the screen, share links that keep their secrets out of requests, and a page
-that works under its Content-Security-Policy.
+layouts that fit the screen, share links that keep their secrets out of requests, a page
+that works under its Content-Security-Policy, and a page that rides out a deploy (close 1012).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import signal
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.browserkit import AXE, SCREENSHOT, WAIT_MS, Page, Samples, ServerProcess, save_screenshot
-from tests.serverkit import unipen_rejects
+from tests.rediskit import Nginx, RedisServer, new_prefix
+from tests.rediskit import ServerProcess as RedisBackedServer
+from tests.serverkit import metric, unipen_rejects
 
 pytestmark = pytest.mark.browser
 
@@ -405,3 +410,88 @@ def test_share_links_hold_no_token_in_the_query_and_the_page_keeps_to_its_csp(
     for p in (owner, watcher, drawer, late):
         assert p.js("() => window.__csp") == []
     assert [m for m in console if "Content Security Policy" in m] == []
+
+
+# ---- 8. a deploy: the server process restarts (close 1012) -----------------------------------
+
+# Every connection state the page goes through, with what it shows at that moment.
+RECORD_STATES = """() => {
+  const $ = (id) => document.getElementById(id);
+  window.__states = [];
+  window.digits.conn.addEventListener('state', ({ detail }) => window.__states.push({
+    state: detail.state,
+    pill: $('conn-text').textContent,
+    note: $('pad-note').hidden ? '' : $('pad-note').textContent,
+    error: !$('error').hidden,
+  }));
+}"""
+
+
+def connections(proc: RedisBackedServer) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{proc.port}/metrics", timeout=5) as resp:
+        return metric(resp.read().decode(), "digits_connections")
+
+
+def test_a_restarting_server_process_is_ridden_out_quietly_with_the_room_and_ink(
+    make_page: Callable[..., Page], samples: Samples, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Two processes on one Redis behind nginx; the one serving the page is stopped with
+    SIGTERM (a rolling deploy closes its sockets with 1012). The page reconnects at once
+    through nginx to the other process, resumes its session, is still in its room with its
+    ink, says "restarting" by the connection pill only (no error, no offline note), and the
+    next stroke reaches the other member."""
+    prefix = new_prefix()
+    procs = [
+        RedisBackedServer("--redis", redis_server.url, "--redis-prefix", prefix) for _ in range(2)
+    ]
+    proxy = None
+    try:
+        for proc in procs:
+            proc.start()
+        proxy = Nginx(tmp_path, [p.port for p in procs]).start()
+        site = f"http://127.0.0.1:{proxy.port}/"
+        owner = make_page()
+        owner.open(site)
+        (serving,) = [p for p in procs if connections(p) == 1]  # only the owner is connected yet
+        owner.page.get_by_role("button", name="Share").click()
+        owner.page.get_by_role("dialog").wait_for(state="visible", timeout=WAIT_MS)
+        link = owner.page.input_value("#share-watch-link")
+        owner.page.get_by_role("button", name="Done").click()
+        watcher = join(make_page, link, "watch")
+        strokes, label = samples.two_part.strokes, str(samples.two_part.label)
+        owner.draw(strokes[:1], frame=strokes)
+        watcher.wait("() => window.digits.room.others.size === 1")
+        owner.wait_settled()
+        room = owner.js("() => window.digits.room.room")
+        session = owner.js("() => window.digits.conn.welcome.session")
+        pixels = owner.canvas_pixels()
+        owner.js(RECORD_STATES)
+
+        serving.signal(signal.SIGTERM)
+        assert serving.wait() == 0
+        owner.wait("() => window.digits.debug.resumed === true")
+        owner.wait_connected()
+        states = owner.js("() => window.__states")
+        assert states[0]["state"] == "restarting"
+        assert states[-1]["state"] == "open"
+        assert "waiting" not in [s["state"] for s in states]  # no backoff, never "offline"
+        assert all(s["note"] == "" and not s["error"] for s in states)  # quiet: no error
+        assert states[0]["pill"] == "Server restarting, reconnecting…"
+        assert owner.js("() => window.digits.conn.welcome.session") == session
+        assert owner.js("() => [window.digits.room.room, window.digits.room.role]") == [
+            room,
+            "draw",
+        ]
+        assert stroke_count(owner) == 1 and owner.canvas_pixels() == pixels
+
+        owner.draw(strokes[1:], frame=strokes)  # the room goes on, on the other process
+        assert owner.recognize()["digit"] == label
+        watcher.wait_state("final")
+        assert watcher.shown()["digit"] == label
+        assert watcher.js("() => window.digits.room.others.size") == 2
+        assert owner.js("() => document.getElementById('error').hidden") is True
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        for proc in procs:
+            proc.stop()

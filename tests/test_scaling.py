@@ -436,6 +436,37 @@ async def test_a_password_and_a_database_in_the_url(tmp_path: Path) -> None:
         secured.stop()
 
 
+async def test_a_rediss_url_with_a_password_a_database_and_a_ca(tmp_path: Path) -> None:
+    """Redis over TLS only (no plain-text port), its certificate from a CA that only the URL
+    names (`?ssl_ca_certs=`): two processes share a room through it, in database 5."""
+    secured = RedisServer(tmp_path, password="s3cret", tls=True)
+    secured.start()
+    url = secured.url_for(5)
+    assert url.startswith("rediss://:s3cret@") and f"ssl_ca_certs={secured.ca}" in url
+    prefix = new_prefix()
+    one, other = servers(url, 2, prefix=prefix)
+    store = redis.Redis.from_url(url)
+    digit = unipen_digits()[4]
+    try:
+        async with connect(one.url) as a, connect(other.url) as b:
+            shared = await a.share()
+            await b.join(shared.room, shared.draw_token)
+            await draw(a, digit.strokes)
+            seen = await strokes_until(b, len(digit.strokes))
+            assert {author for _, _, author, _ in seen} == {a.welcome.session}  # type: ignore[union-attr]
+            per_stroke: dict[int, int] = {}
+            for _, stroke, _, points in seen:
+                per_stroke[stroke] = per_stroke.get(stroke, 0) + len(points)
+            assert list(per_stroke.values()) == [len(s) for s in digit.strokes]  # every point
+        assert store.exists(f"{prefix}room:{shared.room}")  # in database 5, over TLS
+        assert redis.Redis.from_url(secured.url_for(0)).keys(f"{prefix}*") == []
+    finally:
+        store.close()
+        one.stop()
+        other.stop()
+        secured.stop()
+
+
 async def test_members_of_a_killed_process_leave_their_rooms_after_the_grace_period(
     redis_server: RedisServer,
 ) -> None:

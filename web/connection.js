@@ -6,6 +6,9 @@ import * as protocol from "./protocol.js";
 
 const BACKOFF_FIRST_MS = 250;
 const BACKOFF_MAX_MS = 8000;
+// After a 1012 (the server process is restarting; another one, or it again, resumes the
+// session) reconnect at once, spread over this much so its clients do not all arrive together.
+const RESTART_SPREAD_MS = 250;
 
 /** The WebSocket address on the host that served this page. */
 export function defaultURL(location = window.location) {
@@ -15,8 +18,10 @@ export function defaultURL(location = window.location) {
 
 /**
  * A self-healing connection. Events (all CustomEvent, payload in `detail`):
- * - "state":   {state: "connecting"|"open"|"waiting"|"idle", attempt, delayMs} connection state
- *              changes; "idle" follows the server's idle timeout, and `wake()` ends it
+ * - "state":   {state: "connecting"|"open"|"waiting"|"idle"|"restarting", attempt, delayMs}
+ *              connection state changes; "idle" follows the server's idle timeout, and `wake()`
+ *              ends it; "restarting" follows a close with 1012 (a deploy) until the session
+ *              is back, or until that first try fails and "waiting" takes over
  * - "welcome": the server's welcome message; the session is ready for strokes. After a
  *              reconnection `welcome.resumed` says whether the server gave the old session
  *              back (strokes intact); if not, the session is new and empty
@@ -36,6 +41,7 @@ export class Connection extends EventTarget {
     this.timer = null;
     this.welcome = null;
     this.idle = false;
+    this.restarting = false; // closed with 1012, and not connected again yet
     this.resumeToken = null; // from the latest welcome: brings the session back after a drop
   }
 
@@ -50,7 +56,7 @@ export class Connection extends EventTarget {
   connect() {
     clearTimeout(this.timer);
     this.timer = null;
-    this._emit("state", { state: "connecting", attempt: this.attempt });
+    this._emit("state", { state: this.restarting ? "restarting" : "connecting", attempt: this.attempt });
     let ws;
     try {
       ws = new WebSocket(this.url);
@@ -82,6 +88,7 @@ export class Connection extends EventTarget {
     if (message.type === "welcome") {
       this.ready = true;
       this.attempt = 0;
+      this.restarting = false;
       this.welcome = message;
       this.resumeToken = message.resumeToken;
       this._emit("state", { state: "open", attempt: 0 });
@@ -100,10 +107,23 @@ export class Connection extends EventTarget {
       this._emit("state", { state: "idle", attempt: 0 });
       return;
     }
+    if (event.code === protocol.CLOSE_SERVICE_RESTART && !this.restarting) {
+      this._reconnectSoon();
+      return;
+    }
     this._scheduleReconnect();
   }
 
+  /** The server process is going (a deploy): come back at once, not after a backoff. */
+  _reconnectSoon() {
+    this.restarting = true;
+    const delayMs = Math.round(Math.random() * RESTART_SPREAD_MS);
+    this._emit("state", { state: "restarting", attempt: this.attempt, delayMs });
+    this.timer = setTimeout(() => this.connect(), delayMs);
+  }
+
   _scheduleReconnect() {
+    this.restarting = false; // (a failed try after a restart: back to the usual backoff)
     const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** this.attempt);
     const delayMs = Math.round(base * (0.75 + Math.random() * 0.5));
     this.attempt += 1;

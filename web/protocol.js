@@ -3,6 +3,8 @@
 // their field names and types. Not here: the socket, the drawing, the page.
 
 export const VERSION = 1;
+/** Close code of a server process that is stopping (a deploy): reconnect at once and resume. */
+export const CLOSE_SERVICE_RESTART = 1012;
 export const VERDICTS = ["digit", "unsure", "not_digit"];
 
 // ---- client -> server ------------------------------------------------------------------------

@@ -119,6 +119,7 @@ export class View {
       open: "Connected",
       idle: "Paused",
       waiting: `Offline, retrying in ${Math.max(1, Math.round((delayMs ?? 0) / 1000))} s`,
+      restarting: "Server restarting, reconnecting…", // a deploy: not an error, the drawing stays
     }[state];
     const note = offline
       ? "Offline: your drawing is kept, and the guess comes back with the connection"
