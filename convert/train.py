@@ -37,7 +37,7 @@ class TrainConfig:
     train_sources: tuple[str, ...] | None = None
     #: "joint": the whole network trained from scratch on MNIST and the drawings;
     #: "frozen": an MNIST-only trunk, frozen, and a head trained on its features.
-    recipe: str = "joint"
+    recipe: str = "frozen"
     joint_epochs: int = 8  # the joint recipe's whole network
     pretrain_epochs: int = 5  # the frozen recipe's MNIST trunk
     head_epochs: int = 12  # the frozen recipe's head

@@ -28,8 +28,8 @@ from server.raster import MNIST_PEN
 RENDER_RECIPE = 2
 NOT_DIGIT = 10
 DIGIT_COPIES = 6  # complete drawings per digit sample; the first is undistorted
-#: Distorted partial drawings per digit sample, cut at 15-95%: half of them by point count
-#: (what the live guess and the prefix ECE see), half by ink length.
+#: Distorted partial drawings per digit sample, cut at 15-95% of the points (what the live guess
+#: and the prefix ECE see); for the joint recipe every other one is cut by ink length instead.
 PREFIX_COPIES = 4
 LETTER_COPIES = 2  # drawings per letter or symbol that must be rejected
 SCRIBBLES = 3000
@@ -62,7 +62,9 @@ def _trainable(samples: list[StrokeSample], limit: int | None) -> list[StrokeSam
     return out[:limit]
 
 
-def _draw_digits(samples: list[StrokeSample], rng: np.random.Generator) -> tuple[Any, ...]:
+def _draw_digits(
+    samples: list[StrokeSample], rng: np.random.Generator, by_ink: bool
+) -> tuple[Any, ...]:
     drawings, pens, labels, sources = [], [], [], []
     for s in samples:
         ink = augment.as_arrays(s.strokes)
@@ -70,7 +72,7 @@ def _draw_digits(samples: list[StrokeSample], rng: np.random.Generator) -> tuple
             continue
         variants = [ink] + [augment.distort(ink, rng) for _ in range(DIGIT_COPIES - 1)]
         for k in range(PREFIX_COPIES):
-            cut = augment.prefix if k % 2 == 0 else augment.prefix_by_ink
+            cut = augment.prefix_by_ink if by_ink and k % 2 else augment.prefix
             variants.append(augment.distort(cut(ink, rng.uniform(0.15, 0.95)), rng))
         drawings += variants
         pens += [MNIST_PEN] + [augment.random_pen(rng) for _ in variants[1:]]
@@ -92,6 +94,11 @@ def _draw_rejects(samples: list[StrokeSample], rng: np.random.Generator) -> tupl
     return drawings, pens, [NOT_DIGIT] * len(drawings), sources
 
 
+def _ink_prefixes(cfg: Any) -> bool:
+    """Whether half the partial drawings are cut by ink length (the joint recipe)."""
+    return bool(getattr(cfg, "recipe", "frozen") == "joint")
+
+
 def render(cfg: Any) -> Rows:
     """Every training row for every source; folds select from it by source."""
     rng = np.random.default_rng(cfg.seed)
@@ -106,7 +113,8 @@ def render(cfg: Any) -> Rows:
     t0 = time.perf_counter()
     groups = []
     if cfg.strokes is not None:
-        groups.append(_draw_digits(_trainable(load_strokes(cfg.strokes), cfg.limit), rng))
+        samples = _trainable(load_strokes(cfg.strokes), cfg.limit)
+        groups.append(_draw_digits(samples, rng, _ink_prefixes(cfg)))
     if cfg.letters is not None:
         groups.append(_draw_rejects(_trainable(load_strokes(cfg.letters), cfg.limit), rng))
     n_scribbles = SCRIBBLES if cfg.limit is None else min(SCRIBBLES, cfg.limit)
@@ -149,6 +157,7 @@ def cache_key(cfg: Any, trunk: bool = True) -> str:
         [
             RENDER_RECIPE,
             cfg.trunk_key() if trunk else None,
+            _ink_prefixes(cfg),
             cfg.seed,
             cfg.limit,
             _file_id(cfg.strokes),
