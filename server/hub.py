@@ -7,7 +7,10 @@ decides nothing about ink (server/canvas.py) or predictions (server/drawing.py).
 
 With a shared store (Redis) every change of a room is an operation appended to the room's
 log (server/roomlog.py); this process applies the log, its own operations included, in log
-order to its replica of the room, so all processes agree. Solo drawings stay local.
+order to its replica of the room, so all processes agree. One process per room, its
+predictor (chosen by the store, taken over when it dies), runs the model on the room's live
+ink and publishes each answer; the others forward those to their members. Solo drawings
+stay local.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Coroutine
+from functools import partial
 
 from protocol import (
     Clear,
@@ -38,7 +42,7 @@ from server import roomlog
 from server.canvas import Canvas, Event, InkLimits, Role
 from server.drawing import Drawing, Endpoint
 from server.metrics import Metrics
-from server.recognizer import Recognizer
+from server.recognizer import Answer, Recognizer
 from server.roomlog import Op
 from server.session import Session, State
 from server.store import (
@@ -84,6 +88,7 @@ class Hub:
         self._waiting: dict[str, asyncio.Future[Canvas | None]] = {}  # our ops in the log
         self._loading: dict[str, asyncio.Task[Drawing]] = {}
         self._saving: dict[str, bool] = {}  # member -> solo ink changed during its write
+        self._early: dict[str, list[Answer]] = {}  # answers of ink not applied here yet
 
     def drawing(self, canvas: Canvas) -> Drawing:
         return Drawing(canvas, self.recognizer, self.metrics)
@@ -266,7 +271,8 @@ class Hub:
         drawing.canvas.see(member, seq)
         self.replicas[keys.id] = drawing
         if self.store.shared:
-            self.store.follow(keys.id, keys.log_id, self._on_entries)
+            drawing.on_answer = partial(self._publish, keys.id)
+            self.store.follow(keys.id, keys.log_id, self)
         self._record(session)
         await drawing.tell(ep, Shared(keys.id, keys.draw_token, keys.watch_token, seq))
 
@@ -344,11 +350,16 @@ class Hub:
         finally:
             self._waiting.pop(op.nonce, None)
 
-    async def _on_entries(self, room: str, entries: list[tuple[str, bytes]]) -> None:
+    async def on_entries(self, room: str, entries: list[tuple[str, bytes]]) -> None:
         """New entries of a room's log (the store's follower calls this, in order)."""
         drawing = self.replicas.get(room)
         if drawing is None:
             return
+        await self._apply(drawing, room, entries)
+        if room in self._early:
+            await self._forward(drawing, room, [])
+
+    async def _apply(self, drawing: Drawing, room: str, entries: list[tuple[str, bytes]]) -> None:
         for _, data in entries:
             op = roomlog.load(data)
             if op.kind == roomlog.SEED:
@@ -366,6 +377,47 @@ class Hub:
                 done.set_result(result)
             elif done is None and op.kind == roomlog.JOIN and self._mine(op):
                 self._spawn(self._undo_join(drawing, op.member))  # its joiner gave up
+
+    # ---- predictions of a room on many processes -----------------------------------------
+
+    def _publish(self, room: str, answer: Answer) -> None:
+        """An answer made here goes to the room's other processes: every live answer of the
+        room's predictor, and any final answer (it is shown to every member)."""
+        drawing = self.replicas.get(room)
+        if drawing is not None and (drawing.predicts or answer.snapshot.final):
+            self.store.publish(room, roomlog.dump_answer(answer, self._process))
+
+    async def on_answers(self, room: str, answers: list[bytes]) -> None:
+        """Answers published by other processes for a room served here, in their order."""
+        drawing = self.replicas.get(room)
+        if drawing is None:
+            return
+        theirs = []
+        for data in answers:
+            process, answer = roomlog.load_answer(data)
+            if process != self._process:
+                theirs.append(answer)
+        await self._forward(drawing, room, theirs)
+
+    async def _forward(self, drawing: Drawing, room: str, answers: list[Answer]) -> None:
+        """Send answers in order; one of ink this replica has not reached yet (its log
+        entries come in a later read) waits for it, and so do those behind it."""
+        queue = self._early.pop(room, [])
+        queue.extend(answers)
+        while queue and queue[0].snapshot.version <= drawing.canvas.version:
+            await drawing.forward(queue.pop(0))
+        if queue:
+            self._early[room] = queue
+
+    def on_predictor(self, room: str, mine: bool) -> None:
+        """The store chose this process to predict the room (its predictor died or left),
+        or another one; a new predictor predicts the ink as it is now."""
+        drawing = self.replicas.get(room)
+        if drawing is None:
+            return
+        was, drawing.predicts = drawing.predicts, mine
+        if mine and not was:
+            drawing.touch()
 
     def _mine(self, op: Op) -> bool:
         return op.nonce.startswith(self._process + ":")
@@ -395,8 +447,10 @@ class Hub:
             raise ProtocolError(Code.ROOM_REFUSED, "no room with that token")
         canvas = roomlog.replay(room, [data for _, data in entries], self.ink_limits)
         drawing = self.drawing(canvas)
+        drawing.predicts = False  # until the store says this process is the predictor
+        drawing.on_answer = partial(self._publish, room)
         self.replicas[room] = drawing
-        self.store.follow(room, entries[-1][0], self._on_entries)
+        self.store.follow(room, entries[-1][0], self)
         return drawing
 
     # ---- lifetimes ----------------------------------------------------------------------
@@ -432,7 +486,10 @@ class Hub:
                 await self._occupancy(record.room, -1)
         for room in await self.store.expire_rooms(now):
             drawing = self.replicas.pop(room, None)
+            self._early.pop(room, None)
             if drawing is not None:
+                if self.store.shared:
+                    self.store.unfollow(room)
                 await drawing.stop()
         if self.store.shared:
             await self._drop_idle_replicas()
@@ -445,6 +502,7 @@ class Hub:
         for room, drawing in list(self.replicas.items()):
             if not drawing.online and room not in parked and room not in self._loading:
                 del self.replicas[room]
+                self._early.pop(room, None)
                 self.store.unfollow(room)
                 await drawing.stop()
 

@@ -1,13 +1,17 @@
 """server/roomlog.py: a room's operations survive their bytes, and replaying a log gives
-the canvas that applying the operations one by one gave (what every process relies on)."""
+the canvas that applying the operations one by one gave (what every process relies on); an
+answer published by a room's predictor gives every member the prediction it would have
+been sent by the process that made it."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from protocol import Clear, Code, End, PointsMsg, ProtocolError, Start, Undo
+from protocol import Clear, Code, End, Guess, PointsMsg, ProtocolError, Start, Undo
 from server import roomlog
 from server.canvas import Canvas, InkLimits, Role
+from server.recognizer import Answer
 from server.roomlog import Op
 
 LIMITS = InkLimits(max_strokes=3, max_points=50, max_members=3)
@@ -69,3 +73,17 @@ def test_ink_of_someone_no_longer_in_the_room_is_refused() -> None:
     with pytest.raises(ProtocolError) as info:
         roomlog.apply(canvas, Op(roomlog.INK, "gone", ink=Start(((1, 1),), 3)))
     assert info.value.code is Code.NOT_IN_ROOM and info.value.seq == 3
+
+
+def test_an_answer_survives_its_bytes_for_every_member() -> None:
+    canvas, _ = seeded()
+    canvas.add("b", Role.WATCH, 11)
+    image = np.linspace(0, 1, 28 * 28, dtype=np.float32).reshape(28, 28)
+    top = tuple(Guess(d, round(0.1 - d / 1000, 6)) for d in range(10))
+    for snap in (canvas.snapshot(), canvas.snapshot(final=True, asker="b")):
+        for answer in (Answer(snap, top, (1, 2.5, 3.5, 4), image, "digit"), Answer(snap)):
+            process, back = roomlog.load_answer(roomlog.dump_answer(answer, "p1"))
+            assert process == "p1" and back.snapshot.version == snap.version
+            for member, top_k, preview in (("a", 3, True), ("b", 10, False), ("x", 1, True)):
+                want = answer.for_member(member, top_k, preview)
+                assert back.for_member(member, top_k, preview) == want

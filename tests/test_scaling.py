@@ -72,13 +72,40 @@ async def resume_when_ready(url: str, token: str) -> DigitsClient:
             await asyncio.sleep(0.2)  # the other process's lease is a clock: poll it
 
 
+async def heard(c: DigitsClient, ends: int = 0) -> list[tuple[Any, ...]]:
+    """The stroke events and predictions (of ink) `c` receives, in order, up to the
+    `ends`-th end or, with `ends` 0, up to the first final answer."""
+    seen: list[tuple[Any, ...]] = []
+
+    def done() -> bool:
+        if ends:
+            return sum(e[0] == "end" for e in seen) >= ends
+        return bool(seen) and seen[-1][0] == "prediction" and seen[-1][1] is True
+
+    async with asyncio.timeout(30):
+        while not done():
+            msg: ServerMessage = await c.receive()
+            if isinstance(msg, StrokeEvent):
+                seen.append((msg.event, msg.stroke, msg.author, msg.points))
+            elif isinstance(msg, Prediction) and msg.strokes:
+                seen.append(("prediction", msg.final, msg.strokes, msg.top, msg.bbox, msg.input))
+    return seen
+
+
+async def inferred(proc: ServerProcess) -> float:
+    """Images the process's model has been run on."""
+    async with aiohttp.ClientSession() as http:
+        text = await (await http.get(f"http://127.0.0.1:{proc.port}/metrics")).text()
+    return metric(text, "digits_batch_size_sum")
+
+
 async def test_members_on_two_processes_see_one_order_and_the_same_predictions(
     two: list[ServerProcess],
 ) -> None:
     one, other = two
     first, second = unipen_digits()[3], unipen_digits()[17]
     async with connect(one.url) as a:
-        shared = await a.share()
+        shared = await a.share()  # `one` is the room's predictor: the room began there
         async with (
             connect(other.url) as b,
             connect(one.url, preview=True) as watch_one,
@@ -89,20 +116,52 @@ async def test_members_on_two_processes_see_one_order_and_the_same_predictions(
             await watch_other.join(shared.room, shared.watch_token)
             await asyncio.gather(draw(a, first.strokes), draw(b, second.strokes))
             ends = len(first.strokes) + len(second.strokes)
-            seen_one = await strokes_until(watch_one, ends)
-            seen_other = await strokes_until(watch_other, ends)
-            assert seen_one == seen_other  # one total order, whichever process
-            authors = {author for _, _, author, _ in seen_one}
+            seen_one = await heard(watch_one, ends)
+            seen_other = await heard(watch_other, ends)
+            strokes = [e for e in seen_one if e[0] != "prediction"]
+            assert strokes == [e for e in seen_other if e[0] != "prediction"]  # one total order
+            authors = {author for _, _, author, _ in strokes}
             assert authors == {a.welcome.session, b.welcome.session}  # type: ignore[union-attr]
+            await a.recognize()  # published by `one` after every live answer before it
+            seen_one += await heard(watch_one)
+            seen_other += await heard(watch_other)
+            answers = [e for e in seen_one if e[0] == "prediction"]
+            assert len(answers) > 1 and answers[-1][2] == ends
+            assert answers == [e for e in seen_other if e[0] == "prediction"]  # bit for bit
+            assert await inferred(other) == 0  # it forwarded `one`'s answers, never predicted
             p_one, p_other = await watch_one.recognize(), await watch_other.recognize()
             assert p_one.strokes == p_other.strokes == ends and p_one.input == p_other.input
             assert p_one.top == p_other.top and p_one.bbox == p_other.bbox  # bit for bit
-            async with connect(one.url) as late:  # every process predicts for a joiner
+            async with connect(other.url) as late:  # the predictor predicts for a joiner
                 await late.join(shared.room, shared.watch_token)
                 ink = p_one.input
                 live_one = await until(watch_one, Prediction, final=False, input=ink)
                 live_other = await until(watch_other, Prediction, final=False, input=ink)
             assert live_one.top == live_other.top == p_one.top
+
+
+async def test_another_process_takes_over_predicting_when_the_predictor_is_killed(
+    two: list[ServerProcess],
+) -> None:
+    one, other = two
+    digit = unipen_digits()[6]
+    a = await DigitsClient.open(one.url)
+    shared = await a.share()  # `one` predicts the room
+    async with connect(other.url) as b, connect(other.url) as watcher:
+        await b.join(shared.room, shared.draw_token)
+        await watcher.join(shared.room, shared.watch_token)
+        one.signal(signal.SIGKILL)
+        one.wait()
+        await a.close()
+        before = await inferred(other)
+        await draw(b, digit.strokes)
+        n = len(digit.strokes)
+        live = await until(watcher, Prediction, final=False, strokes=n)  # once `other` took over
+        assert await inferred(other) > before
+        final = await b.recognize()
+        assert final.strokes == n and final.top[0].digit == digit.expected
+        shown = await until(watcher, Prediction, final=True)  # b's final, made on `other`
+        assert (shown.top, shown.strokes, live.strokes) == (final.top, n, n)
 
 
 async def test_a_member_resumes_on_another_process_after_sigkill(
