@@ -9,7 +9,9 @@ predictions/s with p99 <= 100 ms. Server CPU is the whole process tree's (100% =
 Fan-out: two server processes A and B on one Redis; ROOMS rooms of one drawer on A and two
 watchers on B. Each drawer sends a points message every frame (60 Hz), each point's x
 unique; latency is from sending it on A to a watcher on B receiving its `stroke` event.
-Redis figures come from INFO (commandstats, used_cpu_*) over the measured seconds.
+Redis figures come from INFO (commandstats, used_cpu_*) over the measured seconds; server
+CPU is each process's (A, B), and the load generator's own CPU is shown too (it shares the
+machine: 100% = one core).
 
     flock /work/heavy.lock .venv/bin/python bench/scaling.py [--levels 100,200,300] [--rooms 100]
 """
@@ -178,10 +180,13 @@ async def fan_out(redis_server: Redis, rooms: int, seconds: float) -> None:
                     watchers.append(w)
                 drawers.append(d)
             calls0, cpu0 = redis_server.reading()
+            servers0, own0 = [s.cpu_s() for s in servers], time.process_time()
             t0 = time.perf_counter()
             await asyncio.gather(*(drawer(d, i + 1, t0 + seconds) for i, d in enumerate(drawers)))
             elapsed = time.perf_counter() - t0
             calls1, cpu1 = redis_server.reading()
+            busy = [s.cpu_s() - c for s, c in zip(servers, servers0, strict=True)]
+            own = time.process_time() - own0
             for c in drawers + watchers:
                 await c.close()
     finally:
@@ -190,13 +195,16 @@ async def fan_out(redis_server: Redis, rooms: int, seconds: float) -> None:
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     print(f"\n## Cross-process fan-out: {rooms} rooms x 3 members (drawer on A, 2 watchers on B)\n")
     print("| rooms | client messages/s | stroke events received | p50 ms | p99 ms "
-          "| Redis commands/s | Redis commands per client message | Redis CPU |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          "| Redis commands/s | Redis commands per client message | Redis CPU "
+          "| server CPU A / B | load generator CPU |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print(
         f"| {rooms} | {messages / elapsed:.0f} | {len(latencies)} "
         f"| {(p50 or float('nan')) * 1000:.1f} | {(p99 or float('nan')) * 1000:.1f} "
         f"| {(calls1 - calls0) / elapsed:.0f} | {(calls1 - calls0) / max(1, messages):.2f} "
-        f"| {100 * (cpu1 - cpu0) / elapsed:.0f}% |"
+        f"| {100 * (cpu1 - cpu0) / elapsed:.0f}% "
+        f"| {100 * busy[0] / elapsed:.0f}% / {100 * busy[1] / elapsed:.0f}% "
+        f"| {100 * own / elapsed:.0f}% |"
     )
 
 

@@ -58,6 +58,7 @@ from server.store import (
 
 log = logging.getLogger(__name__)
 COMEBACK_S = 5.0  # how long an appended operation may take to come back from the log
+COMPACT_AFTER = 1000  # a room's predictor compacts its log after this many entries
 
 
 class Hub:
@@ -89,6 +90,7 @@ class Hub:
         self._loading: dict[str, asyncio.Task[Drawing]] = {}
         self._saving: dict[str, bool] = {}  # member -> solo ink changed during its write
         self._early: dict[str, list[Answer]] = {}  # answers of ink not applied here yet
+        self._uncompacted: dict[str, int] = {}  # room -> entries applied since its last seed
 
     def drawing(self, canvas: Canvas) -> Drawing:
         return Drawing(canvas, self.recognizer, self.metrics)
@@ -356,6 +358,8 @@ class Hub:
         if drawing is None:
             return
         await self._apply(drawing, room, entries)
+        if drawing.predicts:
+            self._compact(drawing, room, len(entries), entries[-1][0])
         if room in self._early:
             await self._forward(drawing, room, [])
 
@@ -377,6 +381,15 @@ class Hub:
                 done.set_result(result)
             elif done is None and op.kind == roomlog.JOIN and self._mine(op):
                 self._spawn(self._undo_join(drawing, op.member))  # its joiner gave up
+
+    def _compact(self, drawing: Drawing, room: str, applied: int, upto: str) -> None:
+        """The room's predictor replaces its log up to `upto` with a seed of the canvas as of
+        that entry, every COMPACT_AFTER entries: a joiner replays at most that many."""
+        since = self._uncompacted.get(room, 0) + applied
+        self._uncompacted[room] = since
+        if since >= COMPACT_AFTER:
+            self._uncompacted[room] = 0
+            self._spawn(self.store.compact(room, roomlog.compacted(drawing.canvas, upto), upto))
 
     # ---- predictions of a room on many processes -----------------------------------------
 
@@ -445,7 +458,7 @@ class Hub:
         entries = await self.store.history(room)
         if not entries:
             raise ProtocolError(Code.ROOM_REFUSED, "no room with that token")
-        canvas = roomlog.replay(room, [data for _, data in entries], self.ink_limits)
+        canvas = roomlog.replay(room, entries, self.ink_limits)
         drawing = self.drawing(canvas)
         drawing.predicts = False  # until the store says this process is the predictor
         drawing.on_answer = partial(self._publish, room)
@@ -485,12 +498,7 @@ class Hub:
                 await self.store.append(record.room, leave)
                 await self._occupancy(record.room, -1)
         for room in await self.store.expire_rooms(now):
-            drawing = self.replicas.pop(room, None)
-            self._early.pop(room, None)
-            if drawing is not None:
-                if self.store.shared:
-                    self.store.unfollow(room)
-                await drawing.stop()
+            await self._drop_replica(room)
         if self.store.shared:
             await self._drop_idle_replicas()
 
@@ -501,10 +509,17 @@ class Hub:
         parked = {s.drawing.room for s in self.parked.sessions() if s.drawing is not None}
         for room, drawing in list(self.replicas.items()):
             if not drawing.online and room not in parked and room not in self._loading:
-                del self.replicas[room]
-                self._early.pop(room, None)
-                self.store.unfollow(room)
-                await drawing.stop()
+                await self._drop_replica(room)
+
+    async def _drop_replica(self, room: str) -> None:
+        """Forget this process's copy of a room and stop following its log."""
+        drawing = self.replicas.pop(room, None)
+        self._early.pop(room, None)
+        self._uncompacted.pop(room, None)
+        if self.store.shared:
+            self.store.unfollow(room)
+        if drawing is not None:
+            await drawing.stop()
 
     @property
     def busy(self) -> bool:

@@ -139,18 +139,35 @@ def apply(canvas: Canvas, op: Op) -> list[Event]:
     return canvas.apply(op.member, op.ink)
 
 
-def replay(room: str, entries: list[bytes], limits: InkLimits) -> Canvas:
-    """A room's canvas from its whole log (its first entry is the seed)."""
-    canvas = Canvas(limits, room)
-    for data in entries:
-        op = load(data)
-        if op.kind == SEED:
-            assert op.seed is not None
-            canvas = canvas_of({**op.seed, "room": room}, limits)
-            continue
-        with contextlib.suppress(ProtocolError):  # refused alike on every process
-            apply(canvas, op)
+def replay(room: str, entries: list[tuple[str, bytes]], limits: InkLimits) -> Canvas:
+    """A room's canvas from its log, entries (id, bytes) in log order. The log starts with a
+    seed; a compacted log holds a newer seed, the canvas as of the entry it names (`at`), and
+    every entry after that one, some of them before the seed (see `compacted`)."""
+    ops = [(entry_id, load(data)) for entry_id, data in entries]
+    last = max((i for i, (_, op) in enumerate(ops) if op.kind == SEED), default=None)
+    canvas, at = Canvas(limits, room), (0, 0)
+    if last is not None:
+        seed = ops[last][1].seed
+        assert seed is not None
+        canvas = canvas_of({**seed, "room": room}, limits)
+        at = entry_key(seed.get("at", "0-0"))
+    for entry_id, op in ops:
+        if op.kind != SEED and entry_key(entry_id) > at:
+            with contextlib.suppress(ProtocolError):  # refused alike on every process
+                apply(canvas, op)
     return canvas
+
+
+def compacted(canvas: Canvas, at: str) -> bytes:
+    """A seed entry: `canvas` as it is once the log entry `at` is applied. Appended to the
+    log, it lets the entries up to `at` be trimmed (`replay` starts from it)."""
+    return dump(Op(SEED, "", seed={**seed_of(canvas), "at": at}))
+
+
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id ("ms-n") as numbers, in the log's order."""
+    ms, _, n = entry_id.partition("-")
+    return int(ms), int(n or 0)
 
 
 # ---- answers --------------------------------------------------------------------------------

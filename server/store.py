@@ -282,6 +282,11 @@ class Store(ABC):
         """Stop following the room (and stop being its predictor)."""
         raise TypeError(f"{type(self).__name__} is not shared: it keeps no room logs")
 
+    async def compact(self, room_id: str, seed: bytes, upto: str) -> None:
+        """Append `seed` (the room as of entry `upto`) to the room's log and drop the
+        entries up to `upto`, which it replaces."""
+        raise TypeError(f"{type(self).__name__} is not shared: it keeps no room logs")
+
     def publish(self, room_id: str, answer: bytes) -> None:
         """Send a prediction of the room's ink to the other processes following it (not
         waited for; an answer that cannot be sent is dropped, as a late one would be)."""

@@ -322,6 +322,14 @@ class RedisStore(Store):
         self._queue(_Append(self._log(room_id), b"o", data, None, done))
         return await done
 
+    async def compact(self, room_id: str, seed: bytes, upto: str) -> None:
+        """XADD the seed, then XTRIM MINID just past `upto`, in one transaction."""
+        ms, _, n = upto.partition("-")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self._log(room_id), {"o": seed})
+            pipe.xtrim(self._log(room_id), minid=f"{ms}-{int(n) + 1}", approximate=False)
+            await self._call(pipe.execute())
+
     def publish(self, room_id: str, answer: bytes) -> None:
         """XADD to the room's answers stream (capped), in the next pipeline of appends."""
         self._queue(_Append(self._answers(room_id), b"a", answer, ANSWERS_KEPT, None))

@@ -49,7 +49,7 @@ def test_every_op_survives_its_bytes(op: Op) -> None:
 
 def test_a_seed_is_the_canvas_it_was_made_of() -> None:
     canvas, seed = seeded()
-    again = roomlog.replay("R", [seed], LIMITS)
+    again = roomlog.replay("R", [("1-0", seed)], LIMITS)
     assert again == canvas
     assert again.strokes[0].points == ((1, 2), (3.5, 4.25, 99))  # ints stay ints
 
@@ -63,9 +63,23 @@ def test_replaying_a_log_gives_the_canvas_that_applying_it_gave() -> None:
         except ProtocolError as exc:
             refused.append(exc.code)
     assert refused == [Code.WATCH_ONLY, Code.TOO_MANY_STROKES]
-    replayed = roomlog.replay("R", [seed, *map(roomlog.dump, OPS)], LIMITS)
+    log = [(f"{i + 1}-0", data) for i, data in enumerate([seed, *map(roomlog.dump, OPS)])]
+    replayed = roomlog.replay("R", log, LIMITS)
     assert replayed == canvas
     assert set(replayed.members) == {"a", "b"} and replayed.points == 0
+
+
+@pytest.mark.parametrize("upto", range(1, len(OPS) + 1))
+def test_a_compacted_log_replays_to_the_same_canvas(upto: int) -> None:
+    """A seed of the canvas as of entry `upto`, appended after more entries came, and the
+    log trimmed up to `upto`: replaying what is left gives the same canvas."""
+    _, seed = seeded()
+    log = [(f"{i + 1}-0", data) for i, data in enumerate([seed, *map(roomlog.dump, OPS)])]
+    at_upto = roomlog.replay("R", log[: upto + 1], LIMITS)
+    lands = max(upto + 1, len(log) - 1)  # after more entries came, if any did
+    compact = (log[lands - 1][0].replace("-0", "-1"), roomlog.compacted(at_upto, log[upto][0]))
+    trimmed = [*log[upto + 1 : lands], compact, *log[lands:]]
+    assert roomlog.replay("R", trimmed, LIMITS) == roomlog.replay("R", log, LIMITS)
 
 
 def test_ink_of_someone_no_longer_in_the_room_is_refused() -> None:

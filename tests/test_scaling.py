@@ -24,6 +24,7 @@ import redis
 
 from client import ConnectionClosed, DigitsClient, JoinRefused, Prediction, ServerError, connect
 from protocol import Joined, Presence, ServerMessage, StrokeEvent
+from server.hub import COMPACT_AFTER
 from tests.rediskit import Nginx, RedisServer, ServerProcess, new_prefix
 from tests.serverkit import draw, metric, unipen_digits, until
 
@@ -547,6 +548,40 @@ async def test_a_solo_session_keeps_its_finished_strokes_when_its_process_is_kil
             assert (await again.recognize()).top[0].digit == digit.expected
         finally:
             await again.close()
+    finally:
+        store.close()
+        one.stop()
+        other.stop()
+
+
+async def test_a_long_room_log_is_compacted_and_a_joiner_rebuilds_the_room_from_it(
+    redis_server: RedisServer,
+) -> None:
+    prefix = new_prefix()
+    one, other = servers(redis_server.url, 2, prefix=prefix)
+    store = redis.Redis.from_url(redis_server.url)
+    digit = unipen_digits()[2]
+    try:
+        async with connect(one.url) as a:
+            shared = await a.share()
+            await a.start_stroke([[0, 0]])
+            for i in range(COMPACT_AFTER + 100):  # one long stroke: more entries than kept
+                await a.points([[i % 200, i // 200]])
+            await a.end_stroke()
+            await draw(a, digit.strokes)
+            await a.ping()
+            key = f"{prefix}log:{shared.room}"
+            async with asyncio.timeout(10):  # the predictor compacts a moment after
+                while store.xlen(key) > COMPACT_AFTER:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            async with connect(other.url) as b:  # `other` has no copy: it replays the log
+                joined = await b.join(shared.room, shared.watch_token)
+                assert len(joined.strokes) == 1 + len(digit.strokes)
+                assert len(joined.strokes[0].points) == COMPACT_AFTER + 101
+                assert [s.points for s in joined.strokes[1:]] == [
+                    tuple(tuple(p) for p in s) for s in digit.strokes
+                ]
+                assert (await b.recognize()).strokes == (await a.recognize()).strokes
     finally:
         store.close()
         one.stop()
