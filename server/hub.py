@@ -59,6 +59,7 @@ from server.store import (
 log = logging.getLogger(__name__)
 COMEBACK_S = 5.0  # how long an appended operation may take to come back from the log
 COMPACT_AFTER = 1000  # a room's predictor compacts its log after this many entries
+OPEN_SAVE_S = 0.5  # a solo stroke being drawn is written to the store this often at most
 
 
 class Hub:
@@ -91,6 +92,7 @@ class Hub:
         self._saving: dict[str, bool] = {}  # member -> solo ink changed during its write
         self._early: dict[str, list[Answer]] = {}  # answers of ink not applied here yet
         self._uncompacted: dict[str, int] = {}  # room -> entries applied since its last seed
+        self._open_saves: dict[str, asyncio.TimerHandle] = {}  # member -> its next solo save
 
     def drawing(self, canvas: Canvas) -> Drawing:
         return Drawing(canvas, self.recognizer, self.metrics)
@@ -227,10 +229,27 @@ class Hub:
         assert drawing is not None
         if drawing.room is None or not self.store.shared:
             await drawing.draw(session.member, msg)
-            if self.store.shared and isinstance(msg, End | Undo | Clear):
-                self._save_solo(session)
+            if self.store.shared:
+                self._saved_later(session, isinstance(msg, End | Undo | Clear))
         else:
             await self._submit(drawing, Op(roomlog.INK, session.member, ink=msg), msg.seq)
+
+    def _saved_later(self, session: Session, now: bool) -> None:
+        """Solo ink is written to the store at once when a stroke is finished (or undone,
+        or cleared), and a stroke being drawn at most every OPEN_SAVE_S."""
+        member = session.member
+        if now:
+            handle = self._open_saves.pop(member, None)
+            if handle is not None:
+                handle.cancel()
+            self._save_solo(session)
+        elif member not in self._open_saves:
+            loop = asyncio.get_running_loop()
+            self._open_saves[member] = loop.call_later(OPEN_SAVE_S, self._save_open, session)
+
+    def _save_open(self, session: Session) -> None:
+        self._open_saves.pop(session.member, None)
+        self._save_solo(session)
 
     def _save_solo(self, session: Session) -> None:
         """A shared store keeps a solo session's finished strokes in its record, so that
@@ -541,6 +560,8 @@ class Hub:
     async def stop(self) -> None:
         """Stop every room's pipeline and pending fan-out (server shutdown). A shared store
         is given a moment to record the sessions just parked, to be resumed elsewhere."""
+        for handle in self._open_saves.values():
+            handle.cancel()
         tasks = list(self._tasks)
         if tasks and self.store.shared:
             await asyncio.wait(tasks, timeout=UNAVAILABLE_S)

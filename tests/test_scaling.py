@@ -520,22 +520,25 @@ def saved_strokes(solo: bytes | None) -> list[object]:
     return list(msgpack.unpackb(solo)["strokes"]) if solo else []
 
 
-async def test_a_solo_session_keeps_its_finished_strokes_when_its_process_is_killed(
+async def test_a_solo_session_keeps_its_strokes_when_its_process_is_killed(
     redis_server: RedisServer,
 ) -> None:
     prefix = new_prefix()
     one, other = servers(redis_server.url, 2, prefix=prefix)
     store = redis.Redis.from_url(redis_server.url)
     digit = unipen_digits()[14]
+    n = len(digit.strokes)
     try:
         a = await DigitsClient.open(one.url)
         await draw(a, digit.strokes)
         assert (await a.recognize()).top[0].digit == digit.expected
+        await a.start_stroke([[5, 5], [6, 6]])  # still being drawn when its process dies
+        await a.points([[7, 7]])
         assert a.welcome is not None
         token = a.welcome.resume_token
         key = f"{prefix}session:{hashlib.sha256(token.encode()).hexdigest()}"
-        async with asyncio.timeout(10):  # finished strokes are written a moment after `end`
-            while len(saved_strokes(store.hget(key, "solo"))) < len(digit.strokes):  # noqa: ASYNC110
+        async with asyncio.timeout(10):  # written a moment after `end`; an open stroke later
+            while len(saved_strokes(store.hget(key, "solo"))) < n + 1:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         one.signal(signal.SIGKILL)
         one.wait()
@@ -544,8 +547,10 @@ async def test_a_solo_session_keeps_its_finished_strokes_when_its_process_is_kil
         try:
             assert again.welcome is not None
             got = (again.welcome.strokes, again.welcome.points)
-            assert got == (len(digit.strokes), digit.points)
-            assert (await again.recognize()).top[0].digit == digit.expected
+            assert got == (n + 1, digit.points + 3)
+            await again.points([[8, 8]])  # the open stroke goes on
+            await again.end_stroke()
+            assert (await again.recognize()).strokes == n + 1
         finally:
             await again.close()
     finally:
