@@ -63,6 +63,7 @@ class Drawing:
         # `forward` what it published. Solo drawings and in-memory rooms always predict.
         self.predicts = True
         self.on_answer: Callable[[Answer], None] | None = None
+        self.on_recognize: Callable[[str, int | None], None] | None = None  # then `final`
 
     @property
     def room(self) -> str | None:
@@ -97,7 +98,14 @@ class Drawing:
         return copy
 
     def recognize(self, member: str, seq: int | None) -> None:
-        """A final answer of the ink as it is now, for `member` only."""
+        """A final answer of the ink as it is now, for `member` only (in a shared room on
+        many processes, `on_recognize` first waits for the member's ink on its way)."""
+        if self.on_recognize is not None:
+            self.on_recognize(member, seq)
+        else:
+            self.final(member, seq)
+
+    def final(self, member: str, seq: int | None) -> None:
         self.canvas.see(member, seq)
         self._run(self.pipeline.final(self.canvas.snapshot(final=True, asker=member)))
 

@@ -21,6 +21,7 @@ import itertools
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from functools import partial
 
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 COMEBACK_S = 5.0  # how long an appended operation may take to come back from the log
 COMPACT_AFTER = 1000  # a room's predictor compacts its log after this many entries
 OPEN_SAVE_S = 0.5  # a solo stroke being drawn is written to the store this often at most
+IN_FLIGHT = 32  # a member's room ink messages on their way through the log, at most
 
 
 class Hub:
@@ -93,6 +95,7 @@ class Hub:
         self._early: dict[str, list[Answer]] = {}  # answers of ink not applied here yet
         self._uncompacted: dict[str, int] = {}  # room -> entries applied since its last seed
         self._open_saves: dict[str, asyncio.TimerHandle] = {}  # member -> its next solo save
+        self._in_flight: dict[str, deque[asyncio.Task[None]]] = {}  # member -> its room ink
 
     def drawing(self, canvas: Canvas) -> Drawing:
         return Drawing(canvas, self.recognizer, self.metrics)
@@ -232,7 +235,58 @@ class Hub:
             if self.store.shared:
                 self._saved_later(session, isinstance(msg, End | Undo | Clear))
         else:
-            await self._submit(drawing, Op(roomlog.INK, session.member, ink=msg), msg.seq)
+            await self._room_ink(drawing, session.member, msg)
+
+    async def _room_ink(self, drawing: Drawing, member: str, msg: Ink) -> None:
+        """Room ink through the log without waiting for it to come back, so that a member's
+        messages stream: up to IN_FLIGHT at once, appended in the order sent (the order
+        they take effect); one the canvas refuses is answered with its error when it comes
+        back."""
+        flying = self._in_flight.setdefault(member, deque())
+        while flying and flying[0].done():
+            flying.popleft()
+        if len(flying) >= IN_FLIGHT:
+            await asyncio.wait({flying[0]})
+        op = Op(roomlog.INK, member, ink=msg)
+        task = asyncio.create_task(self._ink(drawing, member, op, msg.seq))  # started in order
+        flying.append(task)
+        task.add_done_callback(lambda _: self._landed(member))
+
+    async def _ink(self, drawing: Drawing, member: str, op: Op, seq: int | None) -> None:
+        try:
+            await self._submit(drawing, op, seq)
+        except Exception as exc:  # the member's connection's funnel decides what it becomes
+            ep = drawing.online.get(member)
+            if ep is not None:
+                await ep.fail(exc, exc.seq if isinstance(exc, ProtocolError) else seq)
+
+    def _landed(self, member: str) -> None:
+        flying = self._in_flight.get(member)
+        while flying and flying[0].done():
+            flying.popleft()
+        if flying is not None and not flying:
+            del self._in_flight[member]
+
+    async def settled(self, member: str) -> None:
+        """Wait until the member's room ink sent so far has been applied (or refused)."""
+        flying = [t for t in self._in_flight.get(member, ()) if not t.done()]
+        if flying:
+            await asyncio.wait(flying)
+
+    def _recognize(self, drawing: Drawing, member: str, seq: int | None) -> None:
+        """A recognize in a room on many processes: the final answer of the ink once the
+        member's ink sent before it has been applied."""
+        flying = [t for t in self._in_flight.get(member, ()) if not t.done()]
+        if not flying:
+            drawing.final(member, seq)
+            return
+
+        async def after() -> None:
+            await asyncio.wait(flying)
+            if member in drawing.canvas.members:
+                drawing.final(member, seq)
+
+        self._spawn(after())
 
     def _saved_later(self, session: Session, now: bool) -> None:
         """Solo ink is written to the store at once when a stroke is finished (or undone,
@@ -293,6 +347,7 @@ class Hub:
         self.replicas[keys.id] = drawing
         if self.store.shared:
             drawing.on_answer = partial(self._publish, keys.id)
+            drawing.on_recognize = partial(self._recognize, drawing)
             self.store.follow(keys.id, keys.log_id, self)
         self._record(session)
         await drawing.tell(ep, Shared(keys.id, keys.draw_token, keys.watch_token, seq))
@@ -481,6 +536,7 @@ class Hub:
         drawing = self.drawing(canvas)
         drawing.predicts = False  # until the store says this process is the predictor
         drawing.on_answer = partial(self._publish, room)
+        drawing.on_recognize = partial(self._recognize, drawing)
         self.replicas[room] = drawing
         self.store.follow(room, entries[-1][0], self)
         return drawing
@@ -562,6 +618,9 @@ class Hub:
         is given a moment to record the sessions just parked, to be resumed elsewhere."""
         for handle in self._open_saves.values():
             handle.cancel()
+        for flying in self._in_flight.values():
+            for task in flying:
+                task.cancel()
         tasks = list(self._tasks)
         if tasks and self.store.shared:
             await asyncio.wait(tasks, timeout=UNAVAILABLE_S)

@@ -563,7 +563,8 @@ async def test_a_long_room_log_is_compacted_and_a_joiner_rebuilds_the_room_from_
     redis_server: RedisServer,
 ) -> None:
     prefix = new_prefix()
-    one, other = servers(redis_server.url, 2, prefix=prefix)
+    unlimited = ("--messages-per-second", "100000", "--message-burst", "100000")
+    one, other = servers(redis_server.url, 2, *unlimited, prefix=prefix)
     store = redis.Redis.from_url(redis_server.url)
     digit = unipen_digits()[2]
     try:
