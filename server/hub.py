@@ -482,8 +482,9 @@ class Hub:
         theirs = []
         for data in answers:
             process, answer = roomlog.load_answer(data)
-            if process != self._process:
-                theirs.append(answer)
+            if process == self._process or (drawing.predicts and not answer.snapshot.final):
+                continue  # ours, or another's live answer while the room passes to us
+            theirs.append(answer)
         await self._forward(drawing, room, theirs)
 
     async def _forward(self, drawing: Drawing, room: str, answers: list[Answer]) -> None:

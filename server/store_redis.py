@@ -101,11 +101,19 @@ return {'ok', h[1], h[2] or '', h[3] or ''}
 
 _CLAIM = """
 local me, prefix, keep = ARGV[1], ARGV[2], ARGV[3]
+local counts = prefix .. 'predicting'
 local out = {}
 for i = 4, #ARGV do
   local key = prefix .. 'pred:' .. ARGV[i]
   local owner = redis.call('GET', key)
-  if owner == me or not owner or redis.call('EXISTS', prefix .. 'proc:' .. owner) == 0 then
+  local take = owner == me or not owner or redis.call('EXISTS', prefix .. 'proc:' .. owner) == 0
+  if not take then  -- an owner predicting two rooms more than this process hands one over
+    local theirs = tonumber(redis.call('HGET', counts, owner) or '0')
+    take = theirs > tonumber(redis.call('HGET', counts, me) or '0') + 1
+    if take then redis.call('HINCRBY', counts, owner, -1) end
+  end
+  if take then
+    if owner ~= me then redis.call('HINCRBY', counts, me, 1) end
     redis.call('SET', key, me, 'PX', keep)
     redis.call('PEXPIRE', prefix .. 'ans:' .. ARGV[i], keep)
     out[#out + 1] = 1
@@ -225,6 +233,7 @@ class RedisStore(Store):
                 await self.redis.delete(
                     self._k("proc", self.process), self._k("wake", self.process)
                 )
+                await self.redis.hdel(self._k("predicting"), self.process)
         await self.redis.aclose()
         await self._reader.aclose()
 
@@ -244,13 +253,16 @@ class RedisStore(Store):
                 async with self.redis.pipeline(transaction=False) as pipe:
                     pipe.set(self._k("proc", self.process), 1, px=round(LEASE_S * 1000))
                     pipe.zadd(self._k("procs"), {self.process: self.clock()})
+                    pipe.hset(self._k("predicting"), self.process, len(self._predicting))
                     await self._call(pipe.execute())
                 await self._claim_predictors(list(self._following))
             await asyncio.sleep(LEASE_S / 3)
 
     async def _claim_predictors(self, rooms: list[str]) -> None:
-        """Be the predictor of each of `rooms` that has none alive (or keep being it); the
-        follower is told of every change."""
+        """Be the predictor of each of `rooms` that has none alive (or keep being it), or
+        whose predictor predicts two rooms more than this process (so the model work of
+        rooms spreads over the processes that serve them); the follower is told of every
+        change. A room handed over is predicted by both for up to a heartbeat."""
         if not rooms:
             return
         args = [self.process, self.prefix, PREDICTOR_KEEP_MS, *rooms]
@@ -512,6 +524,7 @@ class RedisStore(Store):
             keep = round(self.grace_s * 1000) + self.remember_ms
             args = [now + self.grace_s, keep, self.prefix]
             await self._call(self._orphans(keys=keys, args=args))
+            await self._call(self.redis.hdel(self._k("predicting"), pid))
 
     def _later(self, work: Awaitable[None]) -> None:
         async def run() -> None:

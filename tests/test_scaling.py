@@ -6,6 +6,7 @@ death (SIGKILL) or restart (SIGTERM) of their process; Redis going away stops on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -588,6 +590,35 @@ async def test_a_long_room_log_is_compacted_and_a_joiner_rebuilds_the_room_from_
                     tuple(tuple(p) for p in s) for s in digit.strokes
                 ]
                 assert (await b.recognize()).strokes == (await a.recognize()).strokes
+    finally:
+        store.close()
+        one.stop()
+        other.stop()
+
+
+async def test_the_rooms_model_work_is_spread_over_the_processes_that_serve_them(
+    redis_server: RedisServer,
+) -> None:
+    prefix = new_prefix()
+    one, other = servers(redis_server.url, 2, prefix=prefix)
+    store = redis.Redis.from_url(redis_server.url)
+    digit = unipen_digits()[11]
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            sharers = [await stack.enter_async_context(connect(one.url)) for _ in range(4)]
+            rooms = [await a.share() for a in sharers]  # `one` predicts all four at first
+            for shared in rooms:  # `other` serves a member of every room
+                w = await stack.enter_async_context(connect(other.url))
+                await w.join(shared.room, shared.watch_token)
+            keys = [f"{prefix}pred:{shared.room}" for shared in rooms]
+            async with asyncio.timeout(10):  # the claims run every second
+                while sorted(Counter(store.mget(keys)).values()) != [2, 2]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            assert [await inferred(one), await inferred(other)] == [0, 0]  # no ink yet
+            await asyncio.gather(*(draw(a, digit.strokes) for a in sharers))
+            for a in sharers:  # each sees the live answer of its ink, whoever made it
+                await until(a, Prediction, final=False, strokes=len(digit.strokes))
+            assert await inferred(one) > 0 and await inferred(other) > 0
     finally:
         store.close()
         one.stop()
