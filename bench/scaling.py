@@ -7,7 +7,7 @@ level by level; "served" is the largest level where every drawer gets >= 10 live
 predictions/s with p99 <= 100 ms. Server CPU is the whole process tree's (100% = one core).
 
 Fan-out: two server processes A and B on one Redis; ROOMS rooms of one drawer on A and two
-watchers on B. Each drawer sends a points message every frame (60 Hz), each point's x
+watchers on B. Each drawer sends a points message every frame (--hz, 60), each point's x
 unique; latency is from sending it on A to a watcher on B receiving its `stroke` event.
 Redis figures come from INFO (commandstats, used_cpu_*) over the measured seconds; server
 CPU is each process's (A, B), and the load generator's own CPU is shown too (it shares the
@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,8 +39,6 @@ from client import DigitsClient, ServerMessage, StrokeEvent
 from client.replay import percentile
 from convert.data import UNIPEN_FILE, load_strokes
 
-FRAME_S = 1 / 60
-
 
 class Tree(Server):
     """A server and its worker processes: CPU of the whole tree."""
@@ -51,6 +51,19 @@ class Tree(Server):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return total
+
+    def stop(self) -> None:
+        """SIGTERM, as a deploy would; a tree still there after 15 s is killed and said so."""
+        tree = [*children(self.proc.pid), self.proc.pid]
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            print(f"(the server did not stop within 15 s of SIGTERM: killed {tree})", flush=True)
+            for pid in tree:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.proc.wait()
 
 
 def children(pid: int) -> list[int]:
@@ -129,7 +142,7 @@ def capacity(levels: list[int], seconds: float, redis_url: str) -> None:
 # ---- fan-out --------------------------------------------------------------------------------
 
 
-async def fan_out(redis_server: Redis, rooms: int, seconds: float) -> None:
+async def fan_out(redis_server: Redis, rooms: int, seconds: float, hz: float) -> None:
     ports = [free_port(), free_port()]
     extra = [
         "--redis",
@@ -157,7 +170,7 @@ async def fan_out(redis_server: Redis, rooms: int, seconds: float) -> None:
             await c.start_stroke([[index, 0]])
             messages += 1
             for _ in range(30):
-                await asyncio.sleep(FRAME_S)
+                await asyncio.sleep(1 / hz)
                 n += 1
                 x = index + n / 4096  # unique per point, exact, within max_coordinate
                 sent[x] = time.perf_counter()
@@ -193,7 +206,8 @@ async def fan_out(redis_server: Redis, rooms: int, seconds: float) -> None:
         for s in servers:
             s.stop()
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
-    print(f"\n## Cross-process fan-out: {rooms} rooms x 3 members (drawer on A, 2 watchers on B)\n")
+    print(f"\n## Cross-process fan-out: {rooms} rooms x 3 members (drawer on A, 2 watchers on B),"
+          f" {hz:g} points messages/s per drawer\n")  # fmt: skip
     print("| rooms | client messages/s | stroke events received | p50 ms | p99 ms "
           "| Redis commands/s | Redis commands per client message | Redis CPU "
           "| server CPU A / B | load generator CPU |")  # fmt: skip
@@ -213,6 +227,7 @@ def main() -> None:
     ap.add_argument("--levels", default="100,200,300,400", help="drawer counts per capacity run")
     ap.add_argument("--seconds", type=float, default=10.0, help="drawing time per level")
     ap.add_argument("--rooms", type=int, default=100, help="rooms in the fan-out run")
+    ap.add_argument("--hz", default="60", help="points messages per second per drawer (list)")
     ap.add_argument("--skip-capacity", action="store_true")
     args = ap.parse_args()
     raise_open_file_limit()
@@ -223,7 +238,8 @@ def main() -> None:
             if not args.skip_capacity:
                 levels = [int(x) for x in args.levels.split(",") if x]
                 capacity(levels, args.seconds, store.url)
-            asyncio.run(fan_out(store, args.rooms, args.seconds))
+            for hz in [float(x) for x in args.hz.split(",") if x]:
+                asyncio.run(fan_out(store, args.rooms, args.seconds, hz))
         finally:
             store.stop()
 
