@@ -41,6 +41,22 @@ def servers(redis_url: str, n: int, *args: str, prefix: str = "") -> list[Server
     return procs
 
 
+@contextlib.contextmanager
+def two_on(
+    redis_url: str, *args: str
+) -> Iterator[tuple[ServerProcess, ServerProcess, redis.Redis, str]]:
+    """Two server processes on one Redis under a new prefix, and a client of that Redis."""
+    prefix = new_prefix()
+    one, other = servers(redis_url, 2, *args, prefix=prefix)
+    store = redis.Redis.from_url(redis_url)
+    try:
+        yield one, other, store, prefix
+    finally:
+        store.close()
+        one.stop()
+        other.stop()
+
+
 @pytest.fixture
 def two(redis_server: RedisServer) -> Iterator[list[ServerProcess]]:
     """Two server processes on one Redis."""
@@ -525,12 +541,9 @@ def saved_strokes(solo: bytes | None) -> list[object]:
 async def test_a_solo_session_keeps_its_strokes_when_its_process_is_killed(
     redis_server: RedisServer,
 ) -> None:
-    prefix = new_prefix()
-    one, other = servers(redis_server.url, 2, prefix=prefix)
-    store = redis.Redis.from_url(redis_server.url)
     digit = unipen_digits()[14]
     n = len(digit.strokes)
-    try:
+    with two_on(redis_server.url) as (one, other, store, prefix):
         a = await DigitsClient.open(one.url)
         await draw(a, digit.strokes)
         assert (await a.recognize()).top[0].digit == digit.expected
@@ -555,21 +568,14 @@ async def test_a_solo_session_keeps_its_strokes_when_its_process_is_killed(
             assert (await again.recognize()).strokes == n + 1
         finally:
             await again.close()
-    finally:
-        store.close()
-        one.stop()
-        other.stop()
 
 
 async def test_a_long_room_log_is_compacted_and_a_joiner_rebuilds_the_room_from_it(
     redis_server: RedisServer,
 ) -> None:
-    prefix = new_prefix()
-    unlimited = ("--messages-per-second", "100000", "--message-burst", "100000")
-    one, other = servers(redis_server.url, 2, *unlimited, prefix=prefix)
-    store = redis.Redis.from_url(redis_server.url)
     digit = unipen_digits()[2]
-    try:
+    unlimited = ("--messages-per-second", "100000", "--message-burst", "100000")
+    with two_on(redis_server.url, *unlimited) as (one, other, store, prefix):
         async with connect(one.url) as a:
             shared = await a.share()
             await a.start_stroke([[0, 0]])
@@ -590,20 +596,13 @@ async def test_a_long_room_log_is_compacted_and_a_joiner_rebuilds_the_room_from_
                     tuple(tuple(p) for p in s) for s in digit.strokes
                 ]
                 assert (await b.recognize()).strokes == (await a.recognize()).strokes
-    finally:
-        store.close()
-        one.stop()
-        other.stop()
 
 
 async def test_the_rooms_model_work_is_spread_over_the_processes_that_serve_them(
     redis_server: RedisServer,
 ) -> None:
-    prefix = new_prefix()
-    one, other = servers(redis_server.url, 2, prefix=prefix)
-    store = redis.Redis.from_url(redis_server.url)
     digit = unipen_digits()[11]
-    try:
+    with two_on(redis_server.url) as (one, other, store, prefix):
         async with contextlib.AsyncExitStack() as stack:
             sharers = [await stack.enter_async_context(connect(one.url)) for _ in range(4)]
             rooms = [await a.share() for a in sharers]  # `one` predicts all four at first
@@ -619,7 +618,3 @@ async def test_the_rooms_model_work_is_spread_over_the_processes_that_serve_them
             for a in sharers:  # each sees the live answer of its ink, whoever made it
                 await until(a, Prediction, final=False, strokes=len(digit.strokes))
             assert await inferred(one) > 0 and await inferred(other) > 0
-    finally:
-        store.close()
-        one.stop()
-        other.stop()
