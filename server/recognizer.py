@@ -33,20 +33,57 @@ class Outcome:
     bbox: Bbox | None
     error: str | None = None
     not_digit: float = 0.0  # P(the ink is not a digit)
+    top: tuple[Guess, ...] = ()  # all ten digits, most probable first (`ranked`)
 
 
 def bounds(ink: tuple[Points, ...], arrays: list[npt.NDArray[np.float64]]) -> Bbox:
     """(min x, min y, max x, max y) of the ink, each the client's own number (an int stays
     an int). `arrays` are the same non-empty strokes as float arrays."""
-    xy = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-    ends = np.cumsum([len(a) for a in arrays])
-    picks = (xy[:, 0].argmin(), xy[:, 1].argmin(), xy[:, 0].argmax(), xy[:, 1].argmax())
-    out = []
-    for axis, flat in zip((0, 1, 0, 1), picks, strict=True):
-        stroke = int(np.searchsorted(ends, flat, side="right"))
-        point = int(flat) - (int(ends[stroke - 1]) if stroke else 0)
-        out.append(ink[stroke][point][axis])
-    return out[0], out[1], out[2], out[3]
+    box = bounds_batch([ink], [arrays])[0]
+    assert box is not None
+    return box
+
+
+def bounds_batch(
+    inks: Sequence[tuple[Points, ...]], arrays: Sequence[list[npt.NDArray[np.float64]]]
+) -> list[Bbox | None]:
+    """`bounds` of many drawings in one numpy pass (None where there is no ink): the first
+    point reaching each extreme gives its number."""
+    inked = [i for i, a in enumerate(arrays) if a]
+    out: list[Bbox | None] = [None] * len(arrays)
+    if not inked:
+        return out
+    strokes = [a for i in inked for a in arrays[i]]
+    lens = np.array([len(a) for a in strokes])
+    per = np.array([len(arrays[i]) for i in inked])
+    stroke_end = np.cumsum(lens)
+    stroke_start = stroke_end - lens
+    first_stroke = np.cumsum(per) - per
+    xy = np.concatenate(strokes)[:, :2]
+    owner = np.repeat(np.arange(len(inked)), np.add.reduceat(lens, first_stroke))
+    starts = stroke_start[first_stroke]
+    ends = np.minimum.reduceat(xy, starts), np.maximum.reduceat(xy, starts)
+    picks = []
+    for axis, extreme in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        hits = np.flatnonzero(xy[:, axis] == ends[extreme][owner, axis])
+        point = hits[np.searchsorted(owner[hits], np.arange(len(inked)))]
+        stroke = np.searchsorted(stroke_end, point, side="right")
+        picks.append(
+            zip(
+                (stroke - first_stroke).tolist(),
+                (point - stroke_start[stroke]).tolist(),
+                strict=True,
+            )
+        )
+    for i, x0, y0, x1, y1 in zip(inked, *picks, strict=True):
+        ink = inks[i]
+        out[i] = (
+            ink[x0[0]][x0[1]][0],
+            ink[y0[0]][y0[1]][1],
+            ink[x1[0]][x1[1]][0],
+            ink[y1[0]][y1[1]][1],
+        )
+    return out
 
 
 def _array(stroke: Points) -> npt.NDArray[np.float64]:
@@ -105,21 +142,32 @@ def predict_ink(
         ]
     drawn = [img for img in images if img is not None]
     scores = model.predict_scores(np.stack(drawn)) if drawn else None
+    tops = ranked_batch(scores.digits) if scores is not None else []
+    boxes = bounds_batch(batch, [arrays for arrays, _ in checked])
     out, k = [], 0
-    for ink, (arrays, error), image in zip(batch, checked, images, strict=True):
-        bbox = bounds(ink, arrays) if arrays else None
+    for (_, error), image, bbox in zip(checked, images, boxes, strict=True):
         if image is None or scores is None:
             out.append(Outcome(None, image, bbox, error))
             continue
-        out.append(Outcome(scores.digits[k], image, bbox, error, float(scores.not_digit[k])))
+        not_digit = float(scores.not_digit[k])
+        out.append(Outcome(scores.digits[k], image, bbox, error, not_digit, tops[k]))
         k += 1
     return out
 
 
 def ranked(probs: npt.NDArray[np.float32]) -> tuple[Guess, ...]:
     """All ten digits, most probable first."""
-    order = np.argsort(-probs, kind="stable")
-    return tuple(Guess(int(d), round(float(probs[d]), 6)) for d in order)
+    return ranked_batch(probs[None])[0]
+
+
+def ranked_batch(probs: npt.NDArray[np.float32]) -> list[tuple[Guess, ...]]:
+    """`ranked` for each row of (N, 10) probabilities, sorted in one numpy call."""
+    order = np.argsort(-probs, axis=1, kind="stable").tolist()
+    rows = probs.astype(np.float64).tolist()
+    return [
+        tuple(Guess(d, round(row[d], 6)) for d in digits)
+        for digits, row in zip(order, rows, strict=True)
+    ]
 
 
 def preview_bytes(image: Image) -> bytes:
@@ -233,7 +281,7 @@ class Recognizer:
     def _answer(self, snap: Snapshot, outcome: Outcome) -> Answer:
         assert outcome.probs is not None
         verdict = decide(float(outcome.probs.max()), outcome.not_digit, self.thresholds)
-        return Answer(snap, ranked(outcome.probs), outcome.bbox, outcome.image, verdict)
+        return Answer(snap, outcome.top, outcome.bbox, outcome.image, verdict)
 
     async def _submit(self, job: Job) -> Outcome:
         try:
