@@ -135,7 +135,7 @@ def parse_points(raw: Any, max_points: int, max_coordinate: float, per: str) -> 
         raise _bad("points must be a list of [x, y] or [x, y, t]")
     if len(raw) > max_points:
         raise _bad(f"at most {max_points} points per {per}", Code.TOO_MANY_POINTS)
-    out = []
+    out: list[tuple[float, ...]] = []
     lim = max_coordinate
     for p in raw:  # the server's hottest loop: plain numbers in range pass without a call
         if type(p) is list and len(p) == 2:

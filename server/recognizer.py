@@ -8,6 +8,7 @@ No sockets, no canvas state.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -162,11 +163,11 @@ def ranked(probs: npt.NDArray[np.float32]) -> tuple[Guess, ...]:
 
 def ranked_batch(probs: npt.NDArray[np.float32]) -> list[tuple[Guess, ...]]:
     """`ranked` for each row of (N, 10) probabilities, sorted in one numpy call."""
-    order = np.argsort(-probs, axis=1, kind="stable").tolist()
-    rows = probs.astype(np.float64).tolist()
+    order = np.argsort(-probs, axis=1, kind="stable")
+    ps = np.take_along_axis(probs, order, axis=1).astype(np.float64).tolist()
     return [
-        tuple(Guess(d, round(row[d], 6)) for d in digits)
-        for digits, row in zip(order, rows, strict=True)
+        tuple(map(Guess, digits, map(round, row, itertools.repeat(6, len(row)))))
+        for digits, row in zip(order.tolist(), ps, strict=True)
     ]
 
 
