@@ -40,9 +40,15 @@ class Outcome:
 def bounds(ink: tuple[Points, ...], arrays: list[npt.NDArray[np.float64]]) -> Bbox:
     """(min x, min y, max x, max y) of the ink, each the client's own number (an int stays
     an int). `arrays` are the same non-empty strokes as float arrays."""
-    box = bounds_batch([ink], [arrays])[0]
-    assert box is not None
-    return box
+    xy = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+    ends = np.cumsum([len(a) for a in arrays])
+    picks = (xy[:, 0].argmin(), xy[:, 1].argmin(), xy[:, 0].argmax(), xy[:, 1].argmax())
+    out = []
+    for axis, flat in zip((0, 1, 0, 1), picks, strict=True):
+        stroke = int(np.searchsorted(ends, flat, side="right"))
+        point = int(flat) - (int(ends[stroke - 1]) if stroke else 0)
+        out.append(ink[stroke][point][axis])
+    return out[0], out[1], out[2], out[3]
 
 
 def bounds_batch(
@@ -52,7 +58,9 @@ def bounds_batch(
     point reaching each extreme gives its number."""
     inked = [i for i, a in enumerate(arrays) if a]
     out: list[Bbox | None] = [None] * len(arrays)
-    if not inked:
+    if len(inked) < 3:  # a lone drawing costs fewer numpy calls one by one
+        for i in inked:
+            out[i] = bounds(inks[i], arrays[i])
         return out
     strokes = [a for i in inked for a in arrays[i]]
     lens = np.array([len(a) for a in strokes])
@@ -60,30 +68,19 @@ def bounds_batch(
     stroke_end = np.cumsum(lens)
     stroke_start = stroke_end - lens
     first_stroke = np.cumsum(per) - per
+    starts = stroke_start[first_stroke]
     xy = np.concatenate(strokes)[:, :2]
     owner = np.repeat(np.arange(len(inked)), np.add.reduceat(lens, first_stroke))
-    starts = stroke_start[first_stroke]
-    ends = np.minimum.reduceat(xy, starts), np.maximum.reduceat(xy, starts)
-    picks = []
-    for axis, extreme in ((0, 0), (1, 0), (0, 1), (1, 1)):
-        hits = np.flatnonzero(xy[:, axis] == ends[extreme][owner, axis])
-        point = hits[np.searchsorted(owner[hits], np.arange(len(inked)))]
-        stroke = np.searchsorted(stroke_end, point, side="right")
-        picks.append(
-            zip(
-                (stroke - first_stroke).tolist(),
-                (point - stroke_start[stroke]).tolist(),
-                strict=True,
-            )
-        )
-    for i, x0, y0, x1, y1 in zip(inked, *picks, strict=True):
+    # min x, min y, max x, max y of each drawing, and the first point reaching each
+    extremes = np.hstack([np.minimum.reduceat(xy, starts), np.maximum.reduceat(xy, starts)])
+    hit = xy[:, (0, 1, 0, 1)] == extremes[owner]
+    first = np.minimum.reduceat(np.where(hit, np.arange(len(xy))[:, None], len(xy)), starts)
+    stroke = np.searchsorted(stroke_end, first, side="right")
+    point = (first - stroke_start[stroke]).tolist()
+    stroke = (stroke - first_stroke[:, None]).tolist()
+    for i, s, p in zip(inked, stroke, point, strict=True):
         ink = inks[i]
-        out[i] = (
-            ink[x0[0]][x0[1]][0],
-            ink[y0[0]][y0[1]][1],
-            ink[x1[0]][x1[1]][0],
-            ink[y1[0]][y1[1]][1],
-        )
+        out[i] = ink[s[0]][p[0]][0], ink[s[1]][p[1]][1], ink[s[2]][p[2]][0], ink[s[3]][p[3]][1]
     return out
 
 
