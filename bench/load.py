@@ -9,6 +9,7 @@ errors, server CPU (from /proc; 100% = one core), server RSS, mean inference bat
 and the load generator's own CPU.
 
     .venv/bin/python bench/load.py [--levels 1,10,100,300,1000] [--idle 1000] [--seconds 10]
+    .venv/bin/python bench/load.py --fairness [--checkout DIR ...]   (bench/fairness.py)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import fairness
 from bench.common import machine_line
 from client import DigitsClient, Error, Prediction, ServerMessage
 from client.replay import percentile
@@ -95,12 +97,17 @@ async def drawer_loop(
 class Server:
     """`python -m server` as a subprocess, with /proc readings of its CPU and memory."""
 
-    def __init__(self, port: int, extra: list[str]) -> None:
+    def __init__(
+        self, port: int, extra: list[str], checkout: Path | None = None, lenient: bool = True
+    ) -> None:
+        """`checkout`: the tree to run (default this one); `lenient`: connection limits off."""
         args = [sys.executable, "-m", "server", "--port", str(port), "--log-level", "WARNING"]
         limits = ["--max-connections", "10000", "--max-connections-per-client", "10000"]
+        root = checkout or Path(__file__).resolve().parent.parent
         self.proc = subprocess.Popen(
-            [*args, *limits, *extra],
-            cwd=Path(__file__).resolve().parent.parent,
+            [*args, *(limits if lenient else []), *extra],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
             stderr=subprocess.DEVNULL,
         )
         self.url = f"http://127.0.0.1:{port}"
@@ -253,7 +260,12 @@ def main() -> None:
     )
     ap.add_argument("--seconds", type=float, default=10.0, help="drawing time per level")
     ap.add_argument("--server-args", default="", help="extra flags for python -m server")
+    ap.add_argument("--fairness", action="store_true", help="the fairness scenario instead")
+    fairness.add_arguments(ap)
     args = ap.parse_args()
+    if args.fairness:
+        fairness.run(args)
+        return
     raise_open_file_limit()
     digits = [s.strokes for s in load_strokes(UNIPEN_FILE)[:500]]
     server = Server(free_port(), args.server_args.split())

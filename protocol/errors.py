@@ -39,6 +39,7 @@ class Code(StrEnum):
     FRAME_TOO_BIG = "frame_too_big"  # a frame above max_frame_bytes
     TOO_MANY_CONNECTIONS = "too_many_connections"  # total or per client address
     IDLE_TIMEOUT = "idle_timeout"  # nothing received for idle_timeout_s
+    HELLO_TIMEOUT = "hello_timeout"  # no hello within hello_timeout_s of connecting
     OVERLOADED = "overloaded"  # the inference queue is full; try again
     INTERNAL = "internal"  # the server's bug; details are logged, never sent
     ROOM_REFUSED = "room_refused"  # unknown room, wrong or expired token: one code for all
@@ -77,6 +78,7 @@ FATAL: dict[Code, CloseCode] = {
     Code.FRAME_TOO_BIG: CloseCode.TOO_BIG,
     Code.TOO_MANY_CONNECTIONS: CloseCode.OVERLOADED,
     Code.IDLE_TIMEOUT: CloseCode.NORMAL,
+    Code.HELLO_TIMEOUT: CloseCode.POLICY,
     Code.INTERNAL: CloseCode.INTERNAL,
     Code.TOO_SLOW: CloseCode.POLICY,
 }

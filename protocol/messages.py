@@ -28,9 +28,14 @@ class Limits:
     max_coordinate: float = 1e6
     messages_per_second: float = 200.0
     message_burst: int = 400
+    points_per_second: float = 4000.0
+    points_burst: int = 20000
+    points_per_second_per_client: float = 8000.0
+    points_burst_per_client: int = 40000
     max_connections: int = 4096
     max_connections_per_client: int = 64
     idle_timeout_s: float = 300.0
+    hello_timeout_s: float = 5.0
     heartbeat_s: float = 30.0
     send_buffer_bytes: int = 65536
     max_members_per_room: int = 16

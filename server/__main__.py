@@ -27,6 +27,7 @@ try:  # the server's own dependencies come with the `server` extra
     from server.app import SHUTDOWN, create_app
     from server.config import Settings, load_settings
     from server.model import Model, ModelError, load_model
+    from server.quiet import decision, native_output
 except ImportError as exc:
     _MISSING: str | None = exc.name or str(exc)
 else:
@@ -51,7 +52,7 @@ def raise_open_file_limit() -> int:
     return soft
 
 
-async def serve(settings: Settings, model: Model) -> None:
+async def serve(settings: Settings, model: Model, accelerator: str = "") -> None:
     """Serve until SIGINT/SIGTERM, then stop accepting, close sockets, drain. SIGTERM is a
     restart (a deploy): sockets close with 1012 and clients resume elsewhere; SIGINT closes
     them with 1001."""
@@ -77,9 +78,10 @@ async def serve(settings: Settings, model: Model) -> None:
     loop.add_signal_handler(signal.SIGINT, stopping, CloseCode.GOING_AWAY)
     loop.add_signal_handler(signal.SIGTERM, stopping, CloseCode.SERVICE_RESTART)
     where = ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses)
+    accelerator = accelerator or f"{model.accelerator} ({model.runtime})"
     log.info(
-        "listening on %s (WebSocket /ws); model %s (%s); accelerator %s (%s)",
-        where, model.name, model.path, model.accelerator, model.runtime,
+        "listening on %s (WebSocket /ws); model %s (%s); accelerator %s",
+        where, model.name, model.path, accelerator,
     )  # fmt: skip
     try:
         await stop.wait()
@@ -182,16 +184,23 @@ def _run(settings: Settings) -> None:
     # The inference thread rasterizes with numpy while holding the GIL; with the default 5 ms
     # switch interval the event loop waits up to 5 ms to get it back after every syscall.
     sys.setswitchinterval(0.0005)
+    # The native runtime prints dozens of lines to fd 2 while loading (accelerator registry,
+    # plugins, Vulkan/WebGPU probes): shown with --log-level debug only.
+    debug = logging.getLogger().isEnabledFor(logging.DEBUG)
     try:
-        model = load_model(settings.model, settings.accelerator, settings.threads)
+        with native_output(quiet=not debug) as native:
+            model = load_model(settings.model, settings.accelerator, settings.threads)
     except ModelError as exc:
         sys.exit(f"digits-server: {exc}")
+    used = decision(
+        settings.accelerator, model.accelerator, model.runtime, model.gpu_error, native.text
+    )
     try:
         factory = loop_factory(settings.event_loop)
     except ImportError:
         sys.exit("digits-server: --event-loop uvloop: uvloop is not installed")
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(serve(settings, model))
+        runner.run(serve(settings, model, used))
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ from aiohttp import WSMsgType, web
 from aiohttp.typedefs import Handler
 
 from protocol import CloseCode, Code, ProtocolError, encode
+from server.budget import AddressBudgets
 from server.config import Settings
 from server.connection import Connection
+from server.deadlines import overdue, sweep_period
 from server.errors import fault
 from server.forwarding import Network, Seen, default_hosts, host_allowed, networks, seen
 from server.http_api import HttpApi
@@ -30,7 +32,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.model import Model, load_model
 from server.recognizer import Recognizer
-from server.session import Identity, Session
+from server.session import Identity, Session, State
 from server.store import MemoryStore, Store
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ HUB = web.AppKey("hub", Hub)  # rooms and parked sessions
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
 CLIENTS = web.AppKey("clients", Counter[str])  # open sockets per client address
 CONNECTIONS: web.AppKey[weakref.WeakSet[Connection]] = web.AppKey("connections")
+BUDGETS = web.AppKey("budgets", AddressBudgets)  # ink points per second per client address
 
 
 @dataclasses.dataclass(slots=True)
@@ -200,12 +203,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         return ws
     app[SOCKETS].add(ws)
     app[METRICS].connections.inc()
-    conn = Connection(_WsPeer(ws, request), _new_session(app, client), app[HUB], app[METRICS])
+    budget = app[BUDGETS].acquire(client, time.perf_counter())
+    session = _new_session(app, client)
+    conn = Connection(_WsPeer(ws, request), session, app[HUB], app[METRICS], address_budget=budget)
     app[CONNECTIONS].add(conn)
     try:
         await _serve(ws, conn)
     finally:  # bookkeeping first: the awaits below may be cancelled
         _release(app, client)
+        app[BUDGETS].release(client)
         app[METRICS].connections.dec()
         conn.abandon()  # the session is parked for resume_grace_s
         await conn.stop()
@@ -227,18 +233,19 @@ async def _serve(ws: web.WebSocketResponse, conn: Connection) -> None:
 
 
 async def _sweep_idle(app: web.Application) -> AsyncIterator[None]:
-    """Close connections silent for idle_timeout_s. One sweeper for all sockets is cheaper
-    than a timer per received frame."""
-    idle = app[SETTINGS].limits.idle_timeout_s
+    """Close connections silent for idle_timeout_s, or without hello for hello_timeout_s
+    (server/deadlines.py). One sweeper for all sockets is cheaper than a timer per frame."""
+    limits = app[SETTINGS].limits
     closing: set[asyncio.Task[bool]] = set()
 
     async def sweep() -> None:
         while True:
-            await asyncio.sleep(min(1.0, idle / 4))
+            await asyncio.sleep(sweep_period(limits))
             live = app[CONNECTIONS]
             for conn in list(live):
-                if conn.open and conn.clock() - conn.last_seen > idle:
-                    error = ProtocolError(Code.IDLE_TIMEOUT, f"no message for {idle:g} s")
+                welcomed = conn.session.state is not State.AWAIT_HELLO
+                error = overdue(conn.clock(), conn.opened_at, conn.last_seen, welcomed, limits)
+                if conn.open and error is not None:
                     task = asyncio.create_task(conn.fail(error))
                     closing.add(task)
                     task.add_done_callback(closing.discard)
@@ -376,6 +383,10 @@ def create_app(settings: Settings, model: Model | None = None) -> web.Applicatio
     app[SOCKETS] = weakref.WeakSet()
     app[CLIENTS] = Counter()
     app[CONNECTIONS] = weakref.WeakSet()
+    limits = settings.limits
+    app[BUDGETS] = AddressBudgets(
+        limits.points_per_second_per_client, limits.points_burst_per_client
+    )
     app[SHUTDOWN] = Shutdown()
     if model is not None:
         app[MODEL] = model

@@ -1,8 +1,9 @@
 """One client connection: frames in, the session's messages carried out, messages out.
 
-Belongs here: the rate limit, the dispatch of each message (about one line each), the send
-path with its slow-reader rule, and handing every failure to the error funnel
-(server/errors.py). Knows asyncio but not aiohttp: the socket is the small `Peer` protocol.
+Belongs here: the rate limit and the points budgets, the dispatch of each message (about one
+line each), the send path with its slow-reader rule, and handing every failure to the error
+funnel (server/errors.py). Knows asyncio but not aiohttp: the socket is the small `Peer`
+protocol.
 """
 
 from __future__ import annotations
@@ -15,21 +16,25 @@ from typing import Protocol
 
 from protocol import (
     ClientMessage,
+    End,
     Hello,
     Join,
     Leave,
     Limits,
     Ping,
+    PointsMsg,
     Pong,
     Prediction,
     ProtocolError,
     Recognize,
     ServerMessage,
     Share,
+    Start,
     decode,
     encode,
     message_type,
 )
+from server.budget import PointBudget
 from server.errors import fault, flooding, rate_limited, too_slow
 from server.hub import Hub
 from server.metrics import Metrics
@@ -65,6 +70,7 @@ class Connection:
         hub: Hub,
         metrics: Metrics,
         clock: Callable[[], float] = time.perf_counter,
+        address_budget: PointBudget | None = None,
     ) -> None:
         self.peer, self.session, self.hub, self.metrics = peer, session, hub, metrics
         self.limits: Limits = session.identity.limits
@@ -72,9 +78,11 @@ class Connection:
         self.bucket = TokenBucket(
             self.limits.messages_per_second, self.limits.message_burst, clock()
         )
+        own = PointBudget(self.limits.points_per_second, self.limits.points_burst, clock())
+        self.budgets = (own,) if address_budget is None else (own, address_budget)
         self.binary = True  # reply in the encoding of the client's last frame
         self.open = True
-        self.last_seen = clock()  # when the last frame arrived, for the idle sweeper
+        self.last_seen = self.opened_at = clock()  # for the idle and hello deadlines
         self._held: Prediction | None = None  # a live prediction waiting for the client
         self._writer: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[bool] | None = None
@@ -87,6 +95,10 @@ class Connection:
     @property
     def preview(self) -> bool:
         return self.session.preview
+
+    @property
+    def address(self) -> str:
+        return self.session.identity.client
 
     # ---- frames in ----------------------------------------------------------------------
 
@@ -102,6 +114,7 @@ class Connection:
             msg = self._decode(data, verdict)
             seq = msg.seq
             self.metrics.count(self.metrics.messages, message_type(msg))
+            await self._pace(msg)
             await self._handle(msg)
         except Exception as exc:  # the funnel decides what each one becomes
             return await self.fail(exc, seq)
@@ -118,6 +131,17 @@ class Connection:
         if verdict is Verdict.REFUSE:
             raise rate_limited(msg.seq)
         return msg
+
+    async def _pace(self, msg: ClientMessage) -> None:
+        """Ink beyond a points budget (server/budget.py) waits here until it is paid for;
+        meanwhile nothing more is read from this socket: backpressure, not loss."""
+        points = len(msg.points) if isinstance(msg, Start | PointsMsg | End) else 0
+        if points:
+            now = self.clock()
+            wait = max(budget.spend(points, now) for budget in self.budgets)
+            if wait > 0:
+                self.metrics.paced.inc()
+                await asyncio.sleep(wait)
 
     async def _handle(self, msg: ClientMessage) -> None:
         session = self.session

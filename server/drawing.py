@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from protocol import Ink, Prediction, ServerMessage, StrokeEvent
+from protocol import Code, Ink, Prediction, ProtocolError, ServerMessage, StrokeEvent
 from server import roomlog
 from server.canvas import Canvas, Event, Snapshot
 from server.metrics import Metrics
 from server.pipeline import Pipeline
 from server.recognizer import Answer, Recognizer
+
+MAX_FINALS = 32  # recognize answers waiting per drawing (one per member of a full room, twice)
 
 
 class Endpoint(Protocol):
@@ -29,6 +31,10 @@ class Endpoint(Protocol):
 
     @property
     def preview(self) -> bool: ...
+
+    @property
+    def address(self) -> str:
+        """The client's address: whose share of inference this member's drawing uses."""
 
     async def send(self, msg: ServerMessage) -> None:
         """Send a message that is never dropped (or give up on a client not reading)."""
@@ -92,7 +98,10 @@ class Drawing:
         return copy
 
     def recognize(self, member: str, seq: int | None) -> None:
-        """A final answer of the ink as it is now, for `member` only."""
+        """A final answer of the ink as it is now, for `member` only. Raises
+        ProtocolError(OVERLOADED), changing nothing, while MAX_FINALS already wait."""
+        if len(self.pipeline.finals) >= MAX_FINALS:  # what waits is memory: bounded
+            raise ProtocolError(Code.OVERLOADED, "too many recognize waiting; try again", seq)
         self.canvas.see(member, seq)
         self._run(self.pipeline.final(self.canvas.snapshot(final=True, asker=member)))
 
@@ -176,7 +185,9 @@ class Drawing:
         """Predict jobs until the pipeline has none: the one place predictions are made."""
         while job is not None:
             try:
-                await self._deliver(await self.recognizer.predict(job, self.pipeline.refresh))
+                owner = next((ep.address for ep in self.online.values()), None)
+                answer = await self.recognizer.predict(job, self.pipeline.refresh, owner)
+                await self._deliver(answer)
             except Exception as exc:  # every failure goes to the funnel; the pipeline goes on
                 await self._failed(job, exc)
             job = self.pipeline.done()

@@ -32,6 +32,11 @@ class Metrics:
             "Live predictions dropped: superseded while the client was not reading",
             registry=r,
         )
+        self.paced = Counter(
+            "digits_ink_paced",
+            "Ink messages held back until their points budget refilled (server/budget.py)",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "digits_batch_size", "Images per inference batch", buckets=_SIZES, registry=r
         )

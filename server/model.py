@@ -226,6 +226,7 @@ class Model:
                 f"got {self.classes} and {self.temperature}"
             )
         self._runner = runner
+        self.gpu_error: str | None = None  # why `auto` fell back to the CPU, if it did
 
     def logits(self, images: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """(N, 28, 28) float images in [0, 1] (1 = ink) -> (N, classes) dequantized logits,
@@ -314,8 +315,10 @@ def load_model(
     except Exception as exc:  # any failure to set up the GPU means "no GPU here"
         if accelerator == "gpu":
             raise ModelError(f"GPU accelerator unavailable: {exc}") from exc
-        log.info("GPU accelerator unavailable (%s); using the CPU", exc)
-        return Model(path, card, cpu, "cpu")
+        log.debug("GPU accelerator unavailable (%s); using the CPU", exc)
+        model = Model(path, card, cpu, "cpu")
+        model.gpu_error = str(exc) or type(exc).__name__
+        return model
     return Model(path, card, gpu, "gpu")
 
 

@@ -18,6 +18,7 @@ import numpy.typing as npt
 from protocol import Code, Guess, Points, Prediction, ProtocolError
 from server.batching import BatchStats, MicroBatcher, QueueFull
 from server.canvas import Snapshot
+from server.cost import MAX_STAMPS, bounded, job_cost
 from server.model import Model
 from server.raster import Image, InkError, as_strokes, rasterize_batch
 from server.verdict import Thresholds, decide
@@ -133,7 +134,7 @@ def predict_ink(
     `ready[i]`, when given and not None, is item i's model input already made (an uploaded
     image, server/images.py; its ink is empty)."""
     checked = [_checked(ink) for ink in batch]
-    images = rasterize_batch([arrays for arrays, _ in checked])
+    images = rasterize_batch([bounded(arrays) for arrays, _ in checked])  # server/cost.py
     if ready:
         images = [
             made if made is not None else drawn for made, drawn in zip(ready, images, strict=True)
@@ -230,6 +231,7 @@ class Recognizer:
         max_batch: int = 64,
         max_wait: float = 0.0,
         max_queue: int = 4096,
+        max_cost: float = 4 * MAX_STAMPS,
         on_batch: Callable[[BatchStats], None] | None = None,
         thresholds: Thresholds | None = None,
     ) -> None:
@@ -243,6 +245,7 @@ class Recognizer:
             max_batch=max_batch,
             max_wait=max_wait,
             max_queue=max_queue,
+            max_cost=max_cost,
             on_batch=on_batch,
         )
 
@@ -253,15 +256,19 @@ class Recognizer:
         await self.batcher.stop()
 
     async def predict(
-        self, snap: Snapshot, refresh: Callable[[Snapshot], Snapshot] | None = None
+        self,
+        snap: Snapshot,
+        refresh: Callable[[Snapshot], Snapshot] | None = None,
+        owner: str | None = None,
     ) -> Answer:
         """The Answer for `snap` (or for what `refresh` swaps in when its batch starts);
-        empty ink is answered at once, without the model.
+        empty ink is answered at once, without the model. `owner` (a client address) is
+        whose turn it is in the batcher's fair queue; its cost grows with the ink's points.
         Raises ProtocolError(OVERLOADED) when the inference queue is full."""
         if not snap.ink:
             return Answer(snap)
         job = Job(snap, refresh)
-        outcome = await self._submit(job)
+        outcome = await self._submit(job, owner, job_cost(sum(map(len, snap.ink))))
         if outcome.error is not None:
             raise ProtocolError(Code.BAD_NUMBER, outcome.error)
         if outcome.probs is None:
@@ -281,8 +288,8 @@ class Recognizer:
         verdict = decide(float(outcome.probs.max()), outcome.not_digit, self.thresholds)
         return Answer(snap, outcome.top, outcome.bbox, outcome.image, verdict)
 
-    async def _submit(self, job: Job) -> Outcome:
+    async def _submit(self, job: Job, owner: str | None = None, cost: float = 1.0) -> Outcome:
         try:
-            return await self.batcher.submit(job)
+            return await self.batcher.submit(job, owner, cost)
         except QueueFull:
             raise ProtocolError(Code.OVERLOADED, "server busy: prediction skipped") from None

@@ -112,6 +112,10 @@ def settings(**limits: Any) -> Settings:
     base = {
         "messages_per_second": 10000.0,
         "message_burst": 10000,
+        "points_per_second": 1e9,  # tests/test_fairness.py sets the points budgets it tests
+        "points_burst": 10**9,
+        "points_per_second_per_client": 1e9,
+        "points_burst_per_client": 10**9,
         "max_connections_per_client": 1000,
     }
     return Settings(port=0, **top, limits=Limits(**{**base, **limits}))

@@ -244,3 +244,34 @@ async def test_a_failing_prepare_fails_only_its_item() -> None:
     assert results[0] == 10 and isinstance(results[1], KeyError) and results[2] == 30
     assert fn.batches == [[1, 3]]
     await batcher.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_key_with_many_items_cannot_sit_ahead_of_another_key() -> None:
+    fn = Recorder()
+    batcher = await started(fn, max_batch=3, max_wait=0.0)
+    first = await fn.hold_first(batcher, 0)
+    flood = [asyncio.create_task(batcher.submit(i, key="flood")) for i in range(100, 106)]
+    await queued(batcher, 6)
+    healthy = asyncio.create_task(batcher.submit(1, key="healthy"))  # queued last
+    await queued(batcher, 7)
+    fn.gate.set()
+    await asyncio.gather(first, healthy, *flood)
+    # one item of each key in turn; the turn goes on from batch to batch
+    assert fn.batches == [[0], [100, 1, 101], [102, 103, 104], [105]]
+    await batcher.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_batch_stops_before_its_cost_passes_max_cost() -> None:
+    fn = Recorder()
+    batcher = await started(fn, max_batch=64, max_wait=0.0, max_cost=10.0)
+    first = await fn.hold_first(batcher, 0)
+    costly = [asyncio.create_task(batcher.submit(i, key=i, cost=6.0)) for i in (1, 2, 3)]
+    cheap = [asyncio.create_task(batcher.submit(i, key="c", cost=1.0)) for i in (4, 5)]
+    huge = asyncio.create_task(batcher.submit(6, key="h", cost=50.0))  # alone, but served
+    await queued(batcher, 6)
+    fn.gate.set()
+    await asyncio.gather(first, huge, *costly, *cheap)
+    assert fn.batches == [[0], [1], [2], [3, 4], [6], [5]]
+    await batcher.stop()

@@ -39,6 +39,7 @@ from protocol import (
 )
 from server.canvas import Snapshot
 from server.connection import Connection
+from server.drawing import MAX_FINALS
 from server.hub import Hub
 from server.metrics import Metrics
 from server.recognizer import Answer, Recognizer
@@ -99,7 +100,10 @@ class FakeRecognizer:
         self.error: Exception | None = None
 
     async def predict(
-        self, snap: Snapshot, refresh: Callable[[Snapshot], Snapshot] | None = None
+        self,
+        snap: Snapshot,
+        refresh: Callable[[Snapshot], Snapshot] | None = None,
+        owner: str | None = None,
     ) -> Answer:
         if not snap.ink:
             return Answer(snap)
@@ -373,3 +377,23 @@ async def test_a_resume_after_the_grace_period_is_a_new_session() -> None:
         "resume_expired",
         "s2",
     )
+
+
+async def test_recognize_beyond_what_may_wait_is_overloaded_and_the_session_goes_on() -> None:
+    world = World()
+    conn, peer = await world.hello()
+    world.recognizer.gate.clear()  # nothing is answered meanwhile
+    await send(conn, Start(((0, 0), (0, 9)), seq=1))
+    await send(conn, *(Recognize(seq) for seq in range(2, 2 + MAX_FINALS + 2)))
+    refused = [m for m in peer.sent() if isinstance(m, Error)]
+    assert [(e.code, e.seq) for e in refused] == [
+        ("overloaded", 2 + MAX_FINALS),
+        ("overloaded", 3 + MAX_FINALS),
+    ]
+    world.recognizer.gate.set()
+    await settle(conn)
+    finals = [p for p in predictions(peer.sent()) if p[1]]
+    assert [seq for seq, _, _ in finals] == list(range(2, 2 + MAX_FINALS))
+    await send(conn, Recognize(99))  # room again
+    await settle(conn)
+    assert predictions(peer.sent())[-1] == (99, True, 1)

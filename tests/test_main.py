@@ -68,3 +68,41 @@ def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(
     assert loop_factory("auto") is None
     with pytest.raises(ImportError):
         loop_factory("uvloop")
+
+
+# How the runtime's own lines begin (LiteRT, TFLite, absl, Dawn).
+NATIVE_NOISE = ("INFO: ", "WARNING: ", "ERROR: ", "Warning: ", "E0000", "===", "third_party/")
+
+
+async def _start_up_lines(*flags: str) -> list[str]:
+    """What `python -m server` writes to stderr up to and including its listening line."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "--port", "0", *flags, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    try:
+        while not lines or "listening on" not in lines[-1]:
+            raw = await asyncio.wait_for(proc.stderr.readline(), 60)
+            assert raw, f"server exited before listening: {lines}"
+            lines.append(raw.decode())
+    finally:
+        proc.terminate()
+        await proc.wait()
+    return lines
+
+
+@pytest.mark.asyncio
+async def test_start_up_is_quiet_and_says_which_accelerator_and_why() -> None:
+    lines = await _start_up_lines()
+    noise = [line for line in lines if line.lstrip().startswith(NATIVE_NOISE)]
+    assert noise == []
+    assert len(lines) == 1  # the listening line is all
+    assert re.search(r"accelerator (gpu \(\w+|cpu \([\w-]+; GPU not used: .+\))$", lines[0])
+
+
+@pytest.mark.asyncio
+async def test_start_up_with_debug_shows_the_native_runtime() -> None:
+    lines = await _start_up_lines("--log-level", "debug", "--accelerator", "cpu")
+    assert any(line.startswith(NATIVE_NOISE) for line in lines)  # the runtime's, let through
+    assert "accelerator cpu (litert; as --accelerator cpu asks)" in lines[-1]

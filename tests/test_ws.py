@@ -503,6 +503,24 @@ async def test_idle_connections_are_closed(aiohttp_client: MakeClient) -> None:
         assert (await next_message(ws))["code"] == 1000
 
 
+async def test_a_socket_without_hello_is_closed_and_frees_its_slot(
+    aiohttp_client: MakeClient,
+) -> None:
+    server, url = await start(aiohttp_client, hello_timeout_s=0.3, max_connections_per_client=2)
+    async with unlimited_session() as http:
+        silent = [await raw_socket(http, url, hello=False) for _ in range(2)]
+        await send(silent[1], {"type": "no such type"})  # frames other than hello do not help
+        assert (await next_message(silent[1]))["code"] == "unknown_type"
+        for ws in silent:
+            assert (await next_message(ws))["code"] == "hello_timeout"
+            assert (await next_message(ws))["code"] == 1008
+        await stepped(lambda: server.app[CLIENTS].total() == 0)
+        ws = await raw_socket(http, url, hello=False)  # the address is not locked out
+        await send(ws, {"type": "hello", "version": 1})
+        welcome = await next_message(ws)
+        assert welcome["type"] == "welcome" and welcome["limits"]["hello_timeout_s"] == 0.3
+
+
 async def test_connections_per_client_and_in_total_are_limited(aiohttp_client: MakeClient) -> None:
     server, url = await start(aiohttp_client, max_connections_per_client=2)
     async with unlimited_session() as http:
