@@ -44,7 +44,10 @@ def figures(kind: str, text: str) -> dict[str, float]:
             out[f"load {n}: p50 latency (ms)"] = float(cells[2])
             out[f"load {n}: p99 latency (ms)"] = float(cells[3])
             out[f"load {n}: pred/s per drawer (median)"] = float(cells[4].split(",")[0])
-            out[f"load {n}: server CPU (%)"] = float(cells[7].split("%")[0])
+            cpu = float(cells[7].split("%")[0])
+            out[f"load {n}: server CPU (%)"] = cpu
+            # from the total and the CPU, so checkouts whose table lacks the column compare too
+            out[f"load {n}: predictions per server CPU-s"] = float(cells[5]) / (cpu / 100)
     return out
 
 
@@ -61,7 +64,13 @@ def main() -> None:
     ap.add_argument("--after", type=Path, default=Path("."))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", default=",".join(RUNS), help="which of raster,model,load")
+    ap.add_argument("--levels", help="drawer counts for load (default: 1,10,100)")
+    ap.add_argument("--seconds", help="drawing time per load level (default: 5)")
     args = ap.parse_args()
+    if args.levels:
+        RUNS["load"][RUNS["load"].index("--levels") + 1] = args.levels
+    if args.seconds:
+        RUNS["load"][RUNS["load"].index("--seconds") + 1] = args.seconds
     seen: dict[str, dict[str, list[float]]] = {
         "before": defaultdict(list),
         "after": defaultdict(list),

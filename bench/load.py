@@ -207,6 +207,7 @@ async def run_level(
         "errors": sum(p.errors for p in people),
         "server_cpu": 100 * (cpu1 - cpu0) / elapsed,
         "loop_cpu": 100 * (loop1 - loop0) / elapsed,
+        "per_cpu_s": sum(rates) / max(1e-9, (cpu1 - cpu0) / elapsed),
         "server_rss_mb": rss,
         "batch_mean": (sum1 - sum0) / max(1.0, count1 - count0),
         "loadgen_cpu": 100 * (own1 - own0) / elapsed,
@@ -227,7 +228,8 @@ def raise_open_file_limit() -> None:
 
 HEADER = (
     "| drawers | idle | p50 ms | p99 ms | pred/s per drawer (median, min) | pred/s total | errors "
-    "| server CPU (loop + inference thread) | server RSS | mean batch | loadgen CPU |"
+    "| server CPU (loop + inference thread) | server RSS | mean batch | loadgen CPU "
+    "| predictions per server CPU-s |"
 )
 
 
@@ -243,7 +245,7 @@ def row(r: dict[str, float]) -> str:
         f"| {int(r['errors'])} "
         f"| {r['server_cpu']:.0f}% ({r['loop_cpu']:.0f} + {r['server_cpu'] - r['loop_cpu']:.0f}) "
         f"| {r['server_rss_mb']:.0f} MB | {r['batch_mean']:.1f} "
-        f"| {r['loadgen_cpu']:.0f}% |"
+        f"| {r['loadgen_cpu']:.0f}% | {r['per_cpu_s']:.0f} |"
     )
 
 

@@ -7,9 +7,11 @@ level by level; "served" is the largest level where every drawer gets >= 10 live
 predictions/s with p99 <= 100 ms. Server CPU is the whole process tree's (100% = one core).
 
 Fan-out: two server processes A and B on one Redis; ROOMS rooms of one drawer on A and two
-watchers on B. Each drawer sends a points message every frame (60 Hz), each point's x
+watchers on B. Each drawer sends a points message every frame (--hz, 60), each point's x
 unique; latency is from sending it on A to a watcher on B receiving its `stroke` event.
-Redis figures come from INFO (commandstats, used_cpu_*) over the measured seconds.
+Redis figures come from INFO (commandstats, used_cpu_*) over the measured seconds; server
+CPU is each process's (A, B), and the load generator's own CPU is shown too (it shares the
+machine: 100% = one core).
 
     flock /work/heavy.lock .venv/bin/python bench/scaling.py [--levels 100,200,300] [--rooms 100]
 """
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,8 +39,6 @@ from client import DigitsClient, ServerMessage, StrokeEvent
 from client.replay import percentile
 from convert.data import UNIPEN_FILE, load_strokes
 
-FRAME_S = 1 / 60
-
 
 class Tree(Server):
     """A server and its worker processes: CPU of the whole tree."""
@@ -49,6 +51,19 @@ class Tree(Server):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return total
+
+    def stop(self) -> None:
+        """SIGTERM, as a deploy would; a tree still there after 15 s is killed and said so."""
+        tree = [*children(self.proc.pid), self.proc.pid]
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            print(f"(the server did not stop within 15 s of SIGTERM: killed {tree})", flush=True)
+            for pid in tree:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.proc.wait()
 
 
 def children(pid: int) -> list[int]:
@@ -127,7 +142,7 @@ def capacity(levels: list[int], seconds: float, redis_url: str) -> None:
 # ---- fan-out --------------------------------------------------------------------------------
 
 
-async def fan_out(redis_server: Redis, rooms: int, seconds: float) -> None:
+async def fan_out(redis_server: Redis, rooms: int, seconds: float, hz: float) -> None:
     ports = [free_port(), free_port()]
     extra = [
         "--redis",
@@ -155,7 +170,7 @@ async def fan_out(redis_server: Redis, rooms: int, seconds: float) -> None:
             await c.start_stroke([[index, 0]])
             messages += 1
             for _ in range(30):
-                await asyncio.sleep(FRAME_S)
+                await asyncio.sleep(1 / hz)
                 n += 1
                 x = index + n / 4096  # unique per point, exact, within max_coordinate
                 sent[x] = time.perf_counter()
@@ -178,25 +193,32 @@ async def fan_out(redis_server: Redis, rooms: int, seconds: float) -> None:
                     watchers.append(w)
                 drawers.append(d)
             calls0, cpu0 = redis_server.reading()
+            servers0, own0 = [s.cpu_s() for s in servers], time.process_time()
             t0 = time.perf_counter()
             await asyncio.gather(*(drawer(d, i + 1, t0 + seconds) for i, d in enumerate(drawers)))
             elapsed = time.perf_counter() - t0
             calls1, cpu1 = redis_server.reading()
+            busy = [s.cpu_s() - c for s, c in zip(servers, servers0, strict=True)]
+            own = time.process_time() - own0
             for c in drawers + watchers:
                 await c.close()
     finally:
         for s in servers:
             s.stop()
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
-    print(f"\n## Cross-process fan-out: {rooms} rooms x 3 members (drawer on A, 2 watchers on B)\n")
+    print(f"\n## Cross-process fan-out: {rooms} rooms x 3 members (drawer on A, 2 watchers on B),"
+          f" {hz:g} points messages/s per drawer\n")  # fmt: skip
     print("| rooms | client messages/s | stroke events received | p50 ms | p99 ms "
-          "| Redis commands/s | Redis commands per client message | Redis CPU |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          "| Redis commands/s | Redis commands per client message | Redis CPU "
+          "| server CPU A / B | load generator CPU |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print(
         f"| {rooms} | {messages / elapsed:.0f} | {len(latencies)} "
         f"| {(p50 or float('nan')) * 1000:.1f} | {(p99 or float('nan')) * 1000:.1f} "
         f"| {(calls1 - calls0) / elapsed:.0f} | {(calls1 - calls0) / max(1, messages):.2f} "
-        f"| {100 * (cpu1 - cpu0) / elapsed:.0f}% |"
+        f"| {100 * (cpu1 - cpu0) / elapsed:.0f}% "
+        f"| {100 * busy[0] / elapsed:.0f}% / {100 * busy[1] / elapsed:.0f}% "
+        f"| {100 * own / elapsed:.0f}% |"
     )
 
 
@@ -205,6 +227,7 @@ def main() -> None:
     ap.add_argument("--levels", default="100,200,300,400", help="drawer counts per capacity run")
     ap.add_argument("--seconds", type=float, default=10.0, help="drawing time per level")
     ap.add_argument("--rooms", type=int, default=100, help="rooms in the fan-out run")
+    ap.add_argument("--hz", default="60", help="points messages per second per drawer (list)")
     ap.add_argument("--skip-capacity", action="store_true")
     args = ap.parse_args()
     raise_open_file_limit()
@@ -215,7 +238,8 @@ def main() -> None:
             if not args.skip_capacity:
                 levels = [int(x) for x in args.levels.split(",") if x]
                 capacity(levels, args.seconds, store.url)
-            asyncio.run(fan_out(store, args.rooms, args.seconds))
+            for hz in [float(x) for x in args.hz.split(",") if x]:
+                asyncio.run(fan_out(store, args.rooms, args.seconds, hz))
         finally:
             store.stop()
 

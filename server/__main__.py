@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 try:  # the server's own dependencies come with the `server` extra
@@ -165,6 +165,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     _run(settings)
 
 
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop to serve on: uvloop for 'uvloop', and for 'auto' where it is installed
+    (the server extra installs it except on Windows); None is asyncio's own. Raises
+    ImportError for 'uvloop' without uvloop."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
 def _run(settings: Settings) -> None:
     # The inference thread rasterizes with numpy while holding the GIL; with the default 5 ms
     # switch interval the event loop waits up to 5 ms to get it back after every syscall.
@@ -180,7 +195,12 @@ def _run(settings: Settings) -> None:
     used = decision(
         settings.accelerator, model.accelerator, model.runtime, model.gpu_error, native.text
     )
-    asyncio.run(serve(settings, model, used))
+    try:
+        factory = loop_factory(settings.event_loop)
+    except ImportError:
+        sys.exit("digits-server: --event-loop uvloop: uvloop is not installed")
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve(settings, model, used))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from server.verdict import Thresholds
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 ACCELERATORS = ("auto", "cpu", "gpu")
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 
 _HELP = {
     "host": "address to listen on",
@@ -32,6 +33,7 @@ _HELP = {
     "unsure_below": "verdict unsure while the top digit's probability is below this "
     "(negative: the model card's)",
     "web_dir": "directory of static files served at /",
+    "event_loop": "auto (uvloop where installed, else asyncio's) | asyncio | uvloop",
     "log_level": "DEBUG | INFO | WARNING | ERROR",
     "allowed_origins": "browser origins allowed on /ws (comma-separated; none = same origin; *)",
     "trusted_proxies": "proxy addresses or networks (comma-separated CIDRs) whose "
@@ -87,6 +89,7 @@ class Settings:
     unsure_below: float = -1.0  # negative: the model card's value
     web_dir: Path = WEB_DIR
     log_level: str = "INFO"
+    event_loop: str = "auto"
     allowed_origins: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
@@ -106,6 +109,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.accelerator not in ACCELERATORS:
             raise ValueError(f"accelerator must be one of {', '.join(ACCELERATORS)}")
+        if self.event_loop not in EVENT_LOOPS:
+            raise ValueError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be 0..65535")
         networks(self.trusted_proxies)  # ValueError names a bad one

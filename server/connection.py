@@ -152,6 +152,7 @@ class Connection:
         drawing, member = session.drawing, session.member
         assert drawing is not None
         if isinstance(msg, Ping):
+            await self.hub.settled(member)  # room ink still on its way through the log
             await self.send(Pong(msg.seq))
         elif isinstance(msg, Recognize):
             drawing.recognize(member, msg.seq)

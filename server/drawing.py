@@ -64,6 +64,12 @@ class Drawing:
         self._changed_at: dict[int, float] = {0: clock()}  # canvas version -> when it came
         self._lock = asyncio.Lock()  # held while sending to members: one order for all
         self._task: asyncio.Task[None] | None = None
+        # A shared room on many processes (server/hub.py): only its predictor process runs
+        # the model on live ink and hands each answer to `on_answer` to publish; the others
+        # `forward` what it published. Solo drawings and in-memory rooms always predict.
+        self.predicts = True
+        self.on_answer: Callable[[Answer], None] | None = None
+        self.on_recognize: Callable[[str, int | None], None] | None = None  # then `final`
 
     @property
     def room(self) -> str | None:
@@ -98,16 +104,24 @@ class Drawing:
         return copy
 
     def recognize(self, member: str, seq: int | None) -> None:
-        """A final answer of the ink as it is now, for `member` only. Raises
+        """A final answer of the ink as it is now, for `member` only (in a shared room on
+        many processes, `on_recognize` first waits for the member's ink on its way). Raises
         ProtocolError(OVERLOADED), changing nothing, while MAX_FINALS already wait."""
         if len(self.pipeline.finals) >= MAX_FINALS:  # what waits is memory: bounded
             raise ProtocolError(Code.OVERLOADED, "too many recognize waiting; try again", seq)
+        if self.on_recognize is not None:
+            self.on_recognize(member, seq)
+        else:
+            self.final(member, seq)
+
+    def final(self, member: str, seq: int | None) -> None:
         self.canvas.see(member, seq)
         self._run(self.pipeline.final(self.canvas.snapshot(final=True, asker=member)))
 
     def touch(self) -> None:
         """Predict the ink (it changed, or a member needs to see it)."""
-        self._run(self.pipeline.changed())
+        if self.predicts:
+            self._run(self.pipeline.changed())
 
     # ---- members' connections -----------------------------------------------------------
 
@@ -195,6 +209,18 @@ class Drawing:
     async def _deliver(self, answer: Answer) -> None:
         snap = answer.snapshot
         self.metrics.latency.observe(self.clock() - self._stamp(snap.version))
+        await self._send(answer)
+        if self.on_answer is not None:
+            self.on_answer(answer)
+
+    async def forward(self, answer: Answer) -> None:
+        """An answer another process made of this room's ink (its predictor's, or a final
+        answer asked there), sent to the members here as if made here."""
+        self._stamp(answer.snapshot.version)
+        await self._send(answer)
+
+    async def _send(self, answer: Answer) -> None:
+        snap = answer.snapshot
         async with self._lock:
             for member, ep in list(self.online.items()):
                 prediction = answer.for_member(member, ep.top_k, ep.preview)

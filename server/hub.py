@@ -7,7 +7,10 @@ decides nothing about ink (server/canvas.py) or predictions (server/drawing.py).
 
 With a shared store (Redis) every change of a room is an operation appended to the room's
 log (server/roomlog.py); this process applies the log, its own operations included, in log
-order to its replica of the room, so all processes agree. Solo drawings stay local.
+order to its replica of the room, so all processes agree. One process per room, its
+predictor (chosen by the store, taken over when it dies), runs the model on the room's live
+ink and publishes each answer; the others forward those to their members. Solo drawings
+stay local.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import itertools
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
+from functools import partial
 
 from protocol import (
     Clear,
@@ -38,7 +43,7 @@ from server import roomlog
 from server.canvas import Canvas, Event, InkLimits, Role
 from server.drawing import Drawing, Endpoint
 from server.metrics import Metrics
-from server.recognizer import Recognizer
+from server.recognizer import Answer, Recognizer
 from server.roomlog import Op
 from server.session import Session, State
 from server.store import (
@@ -54,6 +59,9 @@ from server.store import (
 
 log = logging.getLogger(__name__)
 COMEBACK_S = 5.0  # how long an appended operation may take to come back from the log
+COMPACT_AFTER = 1000  # a room's predictor compacts its log after this many entries
+OPEN_SAVE_S = 0.5  # a solo stroke being drawn is written to the store this often at most
+IN_FLIGHT = 32  # a member's room ink messages on their way through the log, at most
 
 
 class Hub:
@@ -84,6 +92,10 @@ class Hub:
         self._waiting: dict[str, asyncio.Future[Canvas | None]] = {}  # our ops in the log
         self._loading: dict[str, asyncio.Task[Drawing]] = {}
         self._saving: dict[str, bool] = {}  # member -> solo ink changed during its write
+        self._early: dict[str, list[Answer]] = {}  # answers of ink not applied here yet
+        self._uncompacted: dict[str, int] = {}  # room -> entries applied since its last seed
+        self._open_saves: dict[str, asyncio.TimerHandle] = {}  # member -> its next solo save
+        self._in_flight: dict[str, deque[asyncio.Task[None]]] = {}  # member -> its room ink
 
     def drawing(self, canvas: Canvas) -> Drawing:
         return Drawing(canvas, self.recognizer, self.metrics)
@@ -220,10 +232,78 @@ class Hub:
         assert drawing is not None
         if drawing.room is None or not self.store.shared:
             await drawing.draw(session.member, msg)
-            if self.store.shared and isinstance(msg, End | Undo | Clear):
-                self._save_solo(session)
+            if self.store.shared:
+                self._saved_later(session, isinstance(msg, End | Undo | Clear))
         else:
-            await self._submit(drawing, Op(roomlog.INK, session.member, ink=msg), msg.seq)
+            await self._room_ink(drawing, session.member, msg)
+
+    async def _room_ink(self, drawing: Drawing, member: str, msg: Ink) -> None:
+        """Room ink through the log without waiting for it to come back, so that a member's
+        messages stream: up to IN_FLIGHT at once, appended in the order sent (the order
+        they take effect); one the canvas refuses is answered with its error when it comes
+        back."""
+        flying = self._in_flight.setdefault(member, deque())
+        while flying and flying[0].done():
+            flying.popleft()
+        if len(flying) >= IN_FLIGHT:
+            await asyncio.wait({flying[0]})
+        op = Op(roomlog.INK, member, ink=msg)
+        task = asyncio.create_task(self._ink(drawing, member, op, msg.seq))  # started in order
+        flying.append(task)
+        task.add_done_callback(lambda _: self._landed(member))
+
+    async def _ink(self, drawing: Drawing, member: str, op: Op, seq: int | None) -> None:
+        try:
+            await self._submit(drawing, op, seq)
+        except Exception as exc:  # the member's connection's funnel decides what it becomes
+            ep = drawing.online.get(member)
+            if ep is not None:
+                await ep.fail(exc, exc.seq if isinstance(exc, ProtocolError) else seq)
+
+    def _landed(self, member: str) -> None:
+        flying = self._in_flight.get(member)
+        while flying and flying[0].done():
+            flying.popleft()
+        if flying is not None and not flying:
+            del self._in_flight[member]
+
+    async def settled(self, member: str) -> None:
+        """Wait until the member's room ink sent so far has been applied (or refused)."""
+        flying = [t for t in self._in_flight.get(member, ()) if not t.done()]
+        if flying:
+            await asyncio.wait(flying)
+
+    def _recognize(self, drawing: Drawing, member: str, seq: int | None) -> None:
+        """A recognize in a room on many processes: the final answer of the ink once the
+        member's ink sent before it has been applied."""
+        flying = [t for t in self._in_flight.get(member, ()) if not t.done()]
+        if not flying:
+            drawing.final(member, seq)
+            return
+
+        async def after() -> None:
+            await asyncio.wait(flying)
+            if member in drawing.canvas.members:
+                drawing.final(member, seq)
+
+        self._spawn(after())
+
+    def _saved_later(self, session: Session, now: bool) -> None:
+        """Solo ink is written to the store at once when a stroke is finished (or undone,
+        or cleared), and a stroke being drawn at most every OPEN_SAVE_S."""
+        member = session.member
+        if now:
+            handle = self._open_saves.pop(member, None)
+            if handle is not None:
+                handle.cancel()
+            self._save_solo(session)
+        elif member not in self._open_saves:
+            loop = asyncio.get_running_loop()
+            self._open_saves[member] = loop.call_later(OPEN_SAVE_S, self._save_open, session)
+
+    def _save_open(self, session: Session) -> None:
+        self._open_saves.pop(session.member, None)
+        self._save_solo(session)
 
     def _save_solo(self, session: Session) -> None:
         """A shared store keeps a solo session's finished strokes in its record, so that
@@ -266,7 +346,9 @@ class Hub:
         drawing.canvas.see(member, seq)
         self.replicas[keys.id] = drawing
         if self.store.shared:
-            self.store.follow(keys.id, keys.log_id, self._on_entries)
+            drawing.on_answer = partial(self._publish, keys.id)
+            drawing.on_recognize = partial(self._recognize, drawing)
+            self.store.follow(keys.id, keys.log_id, self)
         self._record(session)
         await drawing.tell(ep, Shared(keys.id, keys.draw_token, keys.watch_token, seq))
 
@@ -344,11 +426,18 @@ class Hub:
         finally:
             self._waiting.pop(op.nonce, None)
 
-    async def _on_entries(self, room: str, entries: list[tuple[str, bytes]]) -> None:
+    async def on_entries(self, room: str, entries: list[tuple[str, bytes]]) -> None:
         """New entries of a room's log (the store's follower calls this, in order)."""
         drawing = self.replicas.get(room)
         if drawing is None:
             return
+        await self._apply(drawing, room, entries)
+        if drawing.predicts:
+            self._compact(drawing, room, len(entries), entries[-1][0])
+        if room in self._early:
+            await self._forward(drawing, room, [])
+
+    async def _apply(self, drawing: Drawing, room: str, entries: list[tuple[str, bytes]]) -> None:
         for _, data in entries:
             op = roomlog.load(data)
             if op.kind == roomlog.SEED:
@@ -366,6 +455,57 @@ class Hub:
                 done.set_result(result)
             elif done is None and op.kind == roomlog.JOIN and self._mine(op):
                 self._spawn(self._undo_join(drawing, op.member))  # its joiner gave up
+
+    def _compact(self, drawing: Drawing, room: str, applied: int, upto: str) -> None:
+        """The room's predictor replaces its log up to `upto` with a seed of the canvas as of
+        that entry, every COMPACT_AFTER entries: a joiner replays at most that many."""
+        since = self._uncompacted.get(room, 0) + applied
+        self._uncompacted[room] = since
+        if since >= COMPACT_AFTER:
+            self._uncompacted[room] = 0
+            self._spawn(self.store.compact(room, roomlog.compacted(drawing.canvas, upto), upto))
+
+    # ---- predictions of a room on many processes -----------------------------------------
+
+    def _publish(self, room: str, answer: Answer) -> None:
+        """An answer made here goes to the room's other processes: every live answer of the
+        room's predictor, and any final answer (it is shown to every member)."""
+        drawing = self.replicas.get(room)
+        if drawing is not None and (drawing.predicts or answer.snapshot.final):
+            self.store.publish(room, roomlog.dump_answer(answer, self._process))
+
+    async def on_answers(self, room: str, answers: list[bytes]) -> None:
+        """Answers published by other processes for a room served here, in their order."""
+        drawing = self.replicas.get(room)
+        if drawing is None:
+            return
+        theirs = []
+        for data in answers:
+            process, answer = roomlog.load_answer(data)
+            if process == self._process or (drawing.predicts and not answer.snapshot.final):
+                continue  # ours, or another's live answer while the room passes to us
+            theirs.append(answer)
+        await self._forward(drawing, room, theirs)
+
+    async def _forward(self, drawing: Drawing, room: str, answers: list[Answer]) -> None:
+        """Send answers in order; one of ink this replica has not reached yet (its log
+        entries come in a later read) waits for it, and so do those behind it."""
+        queue = self._early.pop(room, [])
+        queue.extend(answers)
+        while queue and queue[0].snapshot.version <= drawing.canvas.version:
+            await drawing.forward(queue.pop(0))
+        if queue:
+            self._early[room] = queue
+
+    def on_predictor(self, room: str, mine: bool) -> None:
+        """The store chose this process to predict the room (its predictor died or left),
+        or another one; a new predictor predicts the ink as it is now."""
+        drawing = self.replicas.get(room)
+        if drawing is None:
+            return
+        was, drawing.predicts = drawing.predicts, mine
+        if mine and not was:
+            drawing.touch()
 
     def _mine(self, op: Op) -> bool:
         return op.nonce.startswith(self._process + ":")
@@ -393,10 +533,13 @@ class Hub:
         entries = await self.store.history(room)
         if not entries:
             raise ProtocolError(Code.ROOM_REFUSED, "no room with that token")
-        canvas = roomlog.replay(room, [data for _, data in entries], self.ink_limits)
+        canvas = roomlog.replay(room, entries, self.ink_limits)
         drawing = self.drawing(canvas)
+        drawing.predicts = False  # until the store says this process is the predictor
+        drawing.on_answer = partial(self._publish, room)
+        drawing.on_recognize = partial(self._recognize, drawing)
         self.replicas[room] = drawing
-        self.store.follow(room, entries[-1][0], self._on_entries)
+        self.store.follow(room, entries[-1][0], self)
         return drawing
 
     # ---- lifetimes ----------------------------------------------------------------------
@@ -431,9 +574,7 @@ class Hub:
                 await self.store.append(record.room, leave)
                 await self._occupancy(record.room, -1)
         for room in await self.store.expire_rooms(now):
-            drawing = self.replicas.pop(room, None)
-            if drawing is not None:
-                await drawing.stop()
+            await self._drop_replica(room)
         if self.store.shared:
             await self._drop_idle_replicas()
 
@@ -444,9 +585,17 @@ class Hub:
         parked = {s.drawing.room for s in self.parked.sessions() if s.drawing is not None}
         for room, drawing in list(self.replicas.items()):
             if not drawing.online and room not in parked and room not in self._loading:
-                del self.replicas[room]
-                self.store.unfollow(room)
-                await drawing.stop()
+                await self._drop_replica(room)
+
+    async def _drop_replica(self, room: str) -> None:
+        """Forget this process's copy of a room and stop following its log."""
+        drawing = self.replicas.pop(room, None)
+        self._early.pop(room, None)
+        self._uncompacted.pop(room, None)
+        if self.store.shared:
+            self.store.unfollow(room)
+        if drawing is not None:
+            await drawing.stop()
 
     @property
     def busy(self) -> bool:
@@ -468,6 +617,11 @@ class Hub:
     async def stop(self) -> None:
         """Stop every room's pipeline and pending fan-out (server shutdown). A shared store
         is given a moment to record the sessions just parked, to be resumed elsewhere."""
+        for handle in self._open_saves.values():
+            handle.cancel()
+        for flying in self._in_flight.values():
+            for task in flying:
+                task.cancel()
         tasks = list(self._tasks)
         if tasks and self.store.shared:
             await asyncio.wait(tasks, timeout=UNAVAILABLE_S)

@@ -8,6 +8,7 @@ No sockets, no canvas state.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ class Outcome:
     bbox: Bbox | None
     error: str | None = None
     not_digit: float = 0.0  # P(the ink is not a digit)
+    top: tuple[Guess, ...] = ()  # all ten digits, most probable first (`ranked`)
 
 
 def bounds(ink: tuple[Points, ...], arrays: list[npt.NDArray[np.float64]]) -> Bbox:
@@ -48,6 +50,39 @@ def bounds(ink: tuple[Points, ...], arrays: list[npt.NDArray[np.float64]]) -> Bb
         point = int(flat) - (int(ends[stroke - 1]) if stroke else 0)
         out.append(ink[stroke][point][axis])
     return out[0], out[1], out[2], out[3]
+
+
+def bounds_batch(
+    inks: Sequence[tuple[Points, ...]], arrays: Sequence[list[npt.NDArray[np.float64]]]
+) -> list[Bbox | None]:
+    """`bounds` of many drawings in one numpy pass (None where there is no ink): the first
+    point reaching each extreme gives its number."""
+    inked = [i for i, a in enumerate(arrays) if a]
+    out: list[Bbox | None] = [None] * len(arrays)
+    if len(inked) < 3:  # a lone drawing costs fewer numpy calls one by one
+        for i in inked:
+            out[i] = bounds(inks[i], arrays[i])
+        return out
+    strokes = [a for i in inked for a in arrays[i]]
+    lens = np.array([len(a) for a in strokes])
+    per = np.array([len(arrays[i]) for i in inked])
+    stroke_end = np.cumsum(lens)
+    stroke_start = stroke_end - lens
+    first_stroke = np.cumsum(per) - per
+    starts = stroke_start[first_stroke]
+    xy = np.concatenate(strokes)[:, :2]
+    owner = np.repeat(np.arange(len(inked)), np.add.reduceat(lens, first_stroke))
+    # min x, min y, max x, max y of each drawing, and the first point reaching each
+    extremes = np.hstack([np.minimum.reduceat(xy, starts), np.maximum.reduceat(xy, starts)])
+    hit = xy[:, (0, 1, 0, 1)] == extremes[owner]
+    first = np.minimum.reduceat(np.where(hit, np.arange(len(xy))[:, None], len(xy)), starts)
+    stroke = np.searchsorted(stroke_end, first, side="right")
+    point = (first - stroke_start[stroke]).tolist()
+    stroke = (stroke - first_stroke[:, None]).tolist()
+    for i, s, p in zip(inked, stroke, point, strict=True):
+        ink = inks[i]
+        out[i] = ink[s[0]][p[0]][0], ink[s[1]][p[1]][1], ink[s[2]][p[2]][0], ink[s[3]][p[3]][1]
+    return out
 
 
 def _array(stroke: Points) -> npt.NDArray[np.float64]:
@@ -106,21 +141,32 @@ def predict_ink(
         ]
     drawn = [img for img in images if img is not None]
     scores = model.predict_scores(np.stack(drawn)) if drawn else None
+    tops = ranked_batch(scores.digits) if scores is not None else []
+    boxes = bounds_batch(batch, [arrays for arrays, _ in checked])
     out, k = [], 0
-    for ink, (arrays, error), image in zip(batch, checked, images, strict=True):
-        bbox = bounds(ink, arrays) if arrays else None
+    for (_, error), image, bbox in zip(checked, images, boxes, strict=True):
         if image is None or scores is None:
             out.append(Outcome(None, image, bbox, error))
             continue
-        out.append(Outcome(scores.digits[k], image, bbox, error, float(scores.not_digit[k])))
+        not_digit = float(scores.not_digit[k])
+        out.append(Outcome(scores.digits[k], image, bbox, error, not_digit, tops[k]))
         k += 1
     return out
 
 
 def ranked(probs: npt.NDArray[np.float32]) -> tuple[Guess, ...]:
     """All ten digits, most probable first."""
-    order = np.argsort(-probs, kind="stable")
-    return tuple(Guess(int(d), round(float(probs[d]), 6)) for d in order)
+    return ranked_batch(probs[None])[0]
+
+
+def ranked_batch(probs: npt.NDArray[np.float32]) -> list[tuple[Guess, ...]]:
+    """`ranked` for each row of (N, 10) probabilities, sorted in one numpy call."""
+    order = np.argsort(-probs, axis=1, kind="stable")
+    ps = np.take_along_axis(probs, order, axis=1).astype(np.float64).tolist()
+    return [
+        tuple(map(Guess, digits, map(round, row, itertools.repeat(6, len(row)))))
+        for digits, row in zip(order.tolist(), ps, strict=True)
+    ]
 
 
 def preview_bytes(image: Image) -> bytes:
@@ -240,7 +286,7 @@ class Recognizer:
     def _answer(self, snap: Snapshot, outcome: Outcome) -> Answer:
         assert outcome.probs is not None
         verdict = decide(float(outcome.probs.max()), outcome.not_digit, self.thresholds)
-        return Answer(snap, ranked(outcome.probs), outcome.bbox, outcome.image, verdict)
+        return Answer(snap, outcome.top, outcome.bbox, outcome.image, verdict)
 
     async def _submit(self, job: Job, owner: str | None = None, cost: float = 1.0) -> Outcome:
         try:

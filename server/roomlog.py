@@ -1,5 +1,6 @@
 """A room's log: the operations that change a shared canvas, in the one order every process
-applies them, and their bytes in the store (a Redis stream entry, see docs/SCALING.md).
+applies them, and their bytes in the store (a Redis stream entry, see docs/SCALING.md); and
+the answers the room's predictor publishes, as bytes.
 
 Belongs here: the operations, their encoding, and replaying them onto a canvas. Pure: no
 I/O, no clock. Replaying the same log onto an empty canvas gives the same canvas on every
@@ -15,9 +16,21 @@ from typing import Any
 
 import msgpack
 
-from protocol import Clear, Code, End, Ink, PointsMsg, ProtocolError, RoomStroke, Start, Undo
+from protocol import (
+    Clear,
+    Code,
+    End,
+    Guess,
+    Ink,
+    PointsMsg,
+    ProtocolError,
+    RoomStroke,
+    Start,
+    Undo,
+)
 from protocol.messages import Points
-from server.canvas import Canvas, Drawer, Event, InkLimits, Role
+from server.canvas import Canvas, Drawer, Event, InkLimits, Role, Snapshot
+from server.recognizer import Answer, preview_bytes
 
 SEED, JOIN, LEAVE, LIFT, INK = "seed", "join", "leave", "lift", "ink"
 _INK_TYPES: dict[str, type[Ink]] = {
@@ -126,15 +139,70 @@ def apply(canvas: Canvas, op: Op) -> list[Event]:
     return canvas.apply(op.member, op.ink)
 
 
-def replay(room: str, entries: list[bytes], limits: InkLimits) -> Canvas:
-    """A room's canvas from its whole log (its first entry is the seed)."""
-    canvas = Canvas(limits, room)
-    for data in entries:
-        op = load(data)
-        if op.kind == SEED:
-            assert op.seed is not None
-            canvas = canvas_of({**op.seed, "room": room}, limits)
-            continue
-        with contextlib.suppress(ProtocolError):  # refused alike on every process
-            apply(canvas, op)
+def replay(room: str, entries: list[tuple[str, bytes]], limits: InkLimits) -> Canvas:
+    """A room's canvas from its log, entries (id, bytes) in log order. The log starts with a
+    seed; a compacted log holds a newer seed, the canvas as of the entry it names (`at`), and
+    every entry after that one, some of them before the seed (see `compacted`)."""
+    ops = [(entry_id, load(data)) for entry_id, data in entries]
+    last = max((i for i, (_, op) in enumerate(ops) if op.kind == SEED), default=None)
+    canvas, at = Canvas(limits, room), (0, 0)
+    if last is not None:
+        seed = ops[last][1].seed
+        assert seed is not None
+        canvas = canvas_of({**seed, "room": room}, limits)
+        at = entry_key(seed.get("at", "0-0"))
+    for entry_id, op in ops:
+        if op.kind != SEED and entry_key(entry_id) > at:
+            with contextlib.suppress(ProtocolError):  # refused alike on every process
+                apply(canvas, op)
     return canvas
+
+
+def compacted(canvas: Canvas, at: str) -> bytes:
+    """A seed entry: `canvas` as it is once the log entry `at` is applied. Appended to the
+    log, it lets the entries up to `at` be trimmed (`replay` starts from it)."""
+    return dump(Op(SEED, "", seed={**seed_of(canvas), "at": at}))
+
+
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id ("ms-n") as numbers, in the log's order."""
+    ms, _, n = entry_id.partition("-")
+    return int(ms), int(n or 0)
+
+
+# ---- answers --------------------------------------------------------------------------------
+
+
+def dump_answer(answer: Answer, process: str) -> bytes:
+    """What the members of other processes need of an answer made by `process`: everything
+    a prediction message says (the model input as preview bytes), not the ink itself."""
+    snap = answer.snapshot
+    body: dict[str, Any] = {
+        "w": process,
+        "v": snap.version,
+        "s": snap.seqs,
+        "n": len(snap.ink),
+    }
+    if snap.final:
+        body["f"], body["a"] = True, snap.asker
+    if answer.top:
+        body["t"] = [[g.digit, g.p] for g in answer.top]
+        body["b"], body["d"] = answer.bbox, answer.verdict
+        preview = answer._preview
+        if preview is None and answer.image is not None:
+            preview = preview_bytes(answer.image)
+        body["i"] = preview
+    data: bytes = msgpack.packb(body)
+    return data
+
+
+def load_answer(data: bytes) -> tuple[str, Answer]:
+    """(the process that made it, the answer) from `dump_answer`'s bytes. The snapshot
+    carries the number of strokes, not their points."""
+    body = msgpack.unpackb(data, raw=False)
+    empty: tuple[Points, ...] = ((),) * body["n"]
+    snap = Snapshot(empty, body["v"], body["s"], body.get("f", False), body.get("a"))
+    top = tuple(Guess(d, p) for d, p in body.get("t", ()))
+    bbox = tuple(body["b"]) if body.get("b") is not None else None
+    answer = Answer(snap, top, bbox, None, body.get("d"), body.get("i"))
+    return body["w"], answer

@@ -17,9 +17,8 @@ import hashlib
 import hmac
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from protocol import Code, ProtocolError, ResumeError
 
@@ -216,8 +215,17 @@ class SessionRecord:
     solo: dict[str, Any] | None = None
 
 
-#: Called with a room id and its new log entries (id, bytes), in log order.
-OnEntries = Callable[[str, list[tuple[str, bytes]]], Awaitable[None]]
+class Follower(Protocol):
+    """What a shared store tells the process that follows rooms (the hub)."""
+
+    async def on_entries(self, room: str, entries: list[tuple[str, bytes]]) -> None:
+        """New entries (id, bytes) of the room's log, in log order."""
+
+    async def on_answers(self, room: str, answers: list[bytes]) -> None:
+        """Answers other processes published for the room (`publish`), in their order."""
+
+    def on_predictor(self, room: str, mine: bool) -> None:
+        """This process became (`mine`) or stopped being the room's predictor."""
 
 
 class Store(ABC):
@@ -264,12 +272,24 @@ class Store(ABC):
         """The room's whole log."""
         raise TypeError(f"{type(self).__name__} is not shared: it keeps no room logs")
 
-    def follow(self, room_id: str, after: str, on_entries: OnEntries) -> None:
-        """Deliver the room's entries after `after` to `on_entries`, in order, until
-        `unfollow`."""
+    def follow(self, room_id: str, after: str, follower: Follower) -> None:
+        """Deliver the room's entries after `after`, and the answers published for it, to
+        `follower` in order, until `unfollow`; tell it whether this process is the room's
+        predictor (one process per room, taken over when it dies)."""
         raise TypeError(f"{type(self).__name__} is not shared: it keeps no room logs")
 
     def unfollow(self, room_id: str) -> None:
+        """Stop following the room (and stop being its predictor)."""
+        raise TypeError(f"{type(self).__name__} is not shared: it keeps no room logs")
+
+    async def compact(self, room_id: str, seed: bytes, upto: str) -> None:
+        """Append `seed` (the room as of entry `upto`) to the room's log and drop the
+        entries up to `upto`, which it replaces."""
+        raise TypeError(f"{type(self).__name__} is not shared: it keeps no room logs")
+
+    def publish(self, room_id: str, answer: bytes) -> None:
+        """Send a prediction of the room's ink to the other processes following it (not
+        waited for; an answer that cannot be sent is dropped, as a late one would be)."""
         raise TypeError(f"{type(self).__name__} is not shared: it keeps no room logs")
 
     # ---- resumable sessions (shared stores) ----

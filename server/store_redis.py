@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgpack
@@ -29,7 +30,7 @@ from server.store import (
     ROOM_ID_BYTES,
     TOKEN_BYTES,
     UNAVAILABLE_S,
-    OnEntries,
+    Follower,
     ResumeFailed,
     RoomKeys,
     SessionRecord,
@@ -44,6 +45,8 @@ T = TypeVar("T")
 LEASE_S = 3.0  # a process that has not said it is alive for this long is dead
 BLOCK_MS = 1000  # one XREAD waits this long for new entries at most
 EXPIRE_BATCH = 100  # parked sessions claimed per sweep
+ANSWERS_KEPT = 32  # a room's answers stream keeps about this many (MAXLEN ~)
+PREDICTOR_KEEP_MS = 30_000  # a room's predictor key outlives a silent owner by this much
 
 _CREATE = """
 local rooms, origins, room, log = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -96,6 +99,36 @@ if h[5] then redis.call('SREM', prefix .. 'proc:' .. h[5] .. ':sessions', th) en
 return {'ok', h[1], h[2] or '', h[3] or ''}
 """
 
+_CLAIM = """
+local me, prefix, keep = ARGV[1], ARGV[2], ARGV[3]
+local counts = prefix .. 'predicting'
+local out = {}
+for i = 4, #ARGV do
+  local key = prefix .. 'pred:' .. ARGV[i]
+  local owner = redis.call('GET', key)
+  local take = owner == me or not owner or redis.call('EXISTS', prefix .. 'proc:' .. owner) == 0
+  if not take then  -- an owner predicting two rooms more than this process hands one over
+    local theirs = tonumber(redis.call('HGET', counts, owner) or '0')
+    take = theirs > tonumber(redis.call('HGET', counts, me) or '0') + 1
+    if take then redis.call('HINCRBY', counts, owner, -1) end
+  end
+  if take then
+    if owner ~= me then redis.call('HINCRBY', counts, me, 1) end
+    redis.call('SET', key, me, 'PX', keep)
+    redis.call('PEXPIRE', prefix .. 'ans:' .. ARGV[i], keep)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
 _ORPHANS = """
 local sessions, parked, deadline, keep = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 for _, th in ipairs(redis.call('SMEMBERS', sessions)) do
@@ -109,6 +142,18 @@ end
 redis.call('DEL', sessions)
 return 1
 """
+
+
+@dataclass(slots=True)
+class _Append:
+    """An XADD waiting for the next pipeline; `done` gets the entry's id (None: nobody
+    waits)."""
+
+    key: str
+    field: bytes
+    data: bytes
+    maxlen: int | None
+    done: asyncio.Future[str] | None
 
 
 class RedisStore(Store):
@@ -143,13 +188,18 @@ class RedisStore(Store):
         self._occupancy: Any = self.redis.register_script(_OCCUPANCY)
         self._resume: Any = self.redis.register_script(_RESUME)
         self._orphans: Any = self.redis.register_script(_ORPHANS)
+        self._claim: Any = self.redis.register_script(_CLAIM)
+        self._release: Any = self.redis.register_script(_RELEASE)
         self._dummy = token_hash(secrets.token_urlsafe(TOKEN_BYTES))
         self._following: dict[str, str] = {}  # room -> id of the last entry delivered
-        self._on_entries: OnEntries | None = None
+        self._answered: dict[str, str] = {}  # room -> id of the last answer delivered
+        self._answers_start: dict[str, str] = {}  # room -> its newest answer, at `history`
+        self._predicting: set[str] = set()  # rooms this process predicts
+        self._follower: Follower | None = None
         self._wake_id = "0-0"  # the stream is this process's own: every wake counts
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
-        self._appends: list[tuple[str, bytes, asyncio.Future[str]]] = []  # waiting for XADD
+        self._appends: list[_Append] = []  # waiting for XADD
         self._flusher: asyncio.Task[None] | None = None
 
     # ---- keys ---------------------------------------------------------------------------
@@ -159,6 +209,9 @@ class RedisStore(Store):
 
     def _log(self, room: str) -> str:
         return self._k("log", room)
+
+    def _answers(self, room: str) -> str:
+        return self._k("ans", room)
 
     # ---- lifetime -----------------------------------------------------------------------
 
@@ -180,6 +233,7 @@ class RedisStore(Store):
                 await self.redis.delete(
                     self._k("proc", self.process), self._k("wake", self.process)
                 )
+                await self.redis.hdel(self._k("predicting"), self.process)
         await self.redis.aclose()
         await self._reader.aclose()
 
@@ -199,8 +253,29 @@ class RedisStore(Store):
                 async with self.redis.pipeline(transaction=False) as pipe:
                     pipe.set(self._k("proc", self.process), 1, px=round(LEASE_S * 1000))
                     pipe.zadd(self._k("procs"), {self.process: self.clock()})
+                    pipe.hset(self._k("predicting"), self.process, len(self._predicting))
                     await self._call(pipe.execute())
+                await self._claim_predictors(list(self._following))
             await asyncio.sleep(LEASE_S / 3)
+
+    async def _claim_predictors(self, rooms: list[str]) -> None:
+        """Be the predictor of each of `rooms` that has none alive (or keep being it), or
+        whose predictor predicts two rooms more than this process (so the model work of
+        rooms spreads over the processes that serve them); the follower is told of every
+        change. A room handed over is predicted by both for up to a heartbeat."""
+        if not rooms:
+            return
+        args = [self.process, self.prefix, PREDICTOR_KEEP_MS, *rooms]
+        mine = await self._call(self._claim(args=args))
+        for room, won in zip(rooms, mine, strict=True):
+            if room not in self._following or bool(won) == (room in self._predicting):
+                continue
+            if won:
+                self._predicting.add(room)
+            else:
+                self._predicting.discard(room)
+            if self._follower is not None:
+                self._follower.on_predictor(room, bool(won))
 
     # ---- rooms --------------------------------------------------------------------------
 
@@ -256,39 +331,66 @@ class RedisStore(Store):
         """XADD, sent with the other appends of this moment in one pipeline (one round trip
         for all the connections that drew meanwhile)."""
         done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._appends.append((self._log(room_id), data, done))
+        self._queue(_Append(self._log(room_id), b"o", data, None, done))
+        return await done
+
+    async def compact(self, room_id: str, seed: bytes, upto: str) -> None:
+        """XADD the seed, then XTRIM MINID just past `upto`, in one transaction."""
+        ms, _, n = upto.partition("-")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self._log(room_id), {"o": seed})
+            pipe.xtrim(self._log(room_id), minid=f"{ms}-{int(n) + 1}", approximate=False)
+            await self._call(pipe.execute())
+
+    def publish(self, room_id: str, answer: bytes) -> None:
+        """XADD to the room's answers stream (capped), in the next pipeline of appends."""
+        self._queue(_Append(self._answers(room_id), b"a", answer, ANSWERS_KEPT, None))
+
+    def _queue(self, append: _Append) -> None:
+        self._appends.append(append)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_appends())
-        return await done
 
     async def _flush_appends(self) -> None:
         while self._appends:
             batch, self._appends = self._appends, []
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for key, data, _ in batch:
-                        pipe.xadd(key, {"o": data})
+                    for a in batch:
+                        pipe.xadd(a.key, {a.field: a.data}, maxlen=a.maxlen, approximate=True)
                     ids = await self._call(pipe.execute())
             except ProtocolError:
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_exception(unavailable())
+                for a in batch:
+                    if a.done is not None and not a.done.done():
+                        a.done.set_exception(unavailable())
                 continue
-            for (_, _, done), entry_id in zip(batch, ids, strict=True):
-                if not done.done():
-                    done.set_result(entry_id.decode())
+            for a, entry_id in zip(batch, ids, strict=True):
+                if a.done is not None and not a.done.done():
+                    a.done.set_result(entry_id.decode())
 
     async def history(self, room_id: str) -> list[tuple[str, bytes]]:
-        entries = await self._call(self.redis.xrange(self._log(room_id)))
+        """The log (XRANGE) and, for `follow`, where the answers stream stands."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xrange(self._log(room_id))
+            pipe.xrevrange(self._answers(room_id), count=1)
+            entries, newest = await self._call(pipe.execute())
+        self._answers_start[room_id] = newest[0][0].decode() if newest else "0-0"
         return [(i.decode(), fields[b"o"]) for i, fields in entries]
 
-    def follow(self, room_id: str, after: str, on_entries: OnEntries) -> None:
-        self._on_entries = on_entries
+    def follow(self, room_id: str, after: str, follower: Follower) -> None:
+        self._follower = follower
         self._following[room_id] = after
+        self._answered[room_id] = self._answers_start.pop(room_id, "0-0")
         self._later(self._wake())
+        self._later(self._claim_predictors([room_id]))
 
     def unfollow(self, room_id: str) -> None:
         self._following.pop(room_id, None)
+        self._answered.pop(room_id, None)
+        if room_id in self._predicting:
+            self._predicting.discard(room_id)
+            key = self._k("pred", room_id)
+            self._later(self._call(self._release(keys=[key], args=[self.process])))
 
     async def _wake(self) -> None:
         """Interrupt the follower's XREAD so that it reads the new set of rooms."""
@@ -302,6 +404,7 @@ class RedisStore(Store):
         pause = 0.05
         while True:
             streams = {self._log(room): last for room, last in self._following.items()}
+            streams.update({self._answers(room): last for room, last in self._answered.items()})
             streams[self._k("wake", self.process)] = self._wake_id
             try:
                 reply = await self._reader.xread(streams, count=1000, block=BLOCK_MS)  # type: ignore[arg-type]
@@ -311,20 +414,29 @@ class RedisStore(Store):
                 pause = min(1.0, pause * 2)
                 continue
             pause = 0.05
-            for key, entries in reply or []:
-                await self._deliver(key.decode(), entries)
+            replies = [(key.decode(), entries) for key, entries in reply or []]
+            answers = self._k("ans", "")
+            for key, entries in sorted(replies, key=lambda r: r[0].startswith(answers)):
+                await self._deliver(key, entries)  # logs first: answers follow their ink
 
     async def _deliver(self, key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         if key == self._k("wake", self.process):
             self._wake_id = entries[-1][0].decode()
             return
-        room = key[len(self._k("log", "")) :]
-        if room not in self._following or self._on_entries is None:
-            return
-        self._following[room] = entries[-1][0].decode()
-        batch = [(i.decode(), fields[b"o"]) for i, fields in entries]
+        follower, logs = self._follower, self._k("log", "")
         try:
-            await self._on_entries(room, batch)
+            if key.startswith(logs):
+                room = key[len(logs) :]
+                if room not in self._following or follower is None:
+                    return
+                self._following[room] = entries[-1][0].decode()
+                await follower.on_entries(room, [(i.decode(), f[b"o"]) for i, f in entries])
+            else:
+                room = key[len(self._k("ans", "")) :]
+                if room not in self._answered or follower is None:
+                    return
+                self._answered[room] = entries[-1][0].decode()
+                await follower.on_answers(room, [f[b"a"] for _, f in entries])
         except Exception:
             log.exception("a room's entries could not be applied")
 
@@ -412,6 +524,7 @@ class RedisStore(Store):
             keep = round(self.grace_s * 1000) + self.remember_ms
             args = [now + self.grace_s, keep, self.prefix]
             await self._call(self._orphans(keys=keys, args=args))
+            await self._call(self.redis.hdel(self._k("predicting"), pid))
 
     def _later(self, work: Awaitable[None]) -> None:
         async def run() -> None:

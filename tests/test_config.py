@@ -87,3 +87,11 @@ def test_verdict_thresholds_default_to_the_card_and_are_flags_and_variables() ->
 def test_bad_verdict_thresholds_are_refused(argv: list[str]) -> None:
     with pytest.raises(ValueError):
         load_settings(argv, {})
+
+
+def test_the_event_loop_is_a_setting() -> None:
+    assert Settings().event_loop == "auto"
+    assert load_settings(["--event-loop", "asyncio"], {}).event_loop == "asyncio"
+    assert load_settings([], {"DIGITS_EVENT_LOOP": "uvloop"}).event_loop == "uvloop"
+    with pytest.raises(ValueError, match="event_loop"):
+        load_settings(["--event-loop", "trio"], {})

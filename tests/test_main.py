@@ -13,9 +13,8 @@ import pytest
 from client import ConnectionClosed, connect
 from server.model import DEFAULT_MODEL
 
-pytestmark = pytest.mark.asyncio
 
-
+@pytest.mark.asyncio
 async def test_python_m_server_serves_then_shuts_down_gracefully() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "server", "--port", "0", "--accelerator", "cpu",
@@ -47,6 +46,30 @@ async def test_python_m_server_serves_then_shuts_down_gracefully() -> None:
             await proc.wait()
 
 
+def test_the_event_loop_is_uvloop_where_installed_unless_asyncio_is_asked_for() -> None:
+    import uvloop
+
+    from server.__main__ import loop_factory
+
+    for choice, kind in (("auto", uvloop.Loop), ("uvloop", uvloop.Loop)):
+        factory = loop_factory(choice)
+        assert factory is not None
+        with asyncio.Runner(loop_factory=factory) as runner:
+            assert isinstance(runner.get_loop(), kind)
+    assert loop_factory("asyncio") is None  # asyncio.Runner's own loop
+
+
+def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from server.__main__ import loop_factory
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
+    assert loop_factory("auto") is None
+    with pytest.raises(ImportError):
+        loop_factory("uvloop")
+
+
 # How the runtime's own lines begin (LiteRT, TFLite, absl, Dawn).
 NATIVE_NOISE = ("INFO: ", "WARNING: ", "ERROR: ", "Warning: ", "E0000", "===", "third_party/")
 
@@ -69,6 +92,7 @@ async def _start_up_lines(*flags: str) -> list[str]:
     return lines
 
 
+@pytest.mark.asyncio
 async def test_start_up_is_quiet_and_says_which_accelerator_and_why() -> None:
     lines = await _start_up_lines()
     noise = [line for line in lines if line.lstrip().startswith(NATIVE_NOISE)]
@@ -77,6 +101,7 @@ async def test_start_up_is_quiet_and_says_which_accelerator_and_why() -> None:
     assert re.search(r"accelerator (gpu \(\w+|cpu \([\w-]+; GPU not used: .+\))$", lines[0])
 
 
+@pytest.mark.asyncio
 async def test_start_up_with_debug_shows_the_native_runtime() -> None:
     lines = await _start_up_lines("--log-level", "debug", "--accelerator", "cpu")
     assert any(line.startswith(NATIVE_NOISE) for line in lines)  # the runtime's, let through

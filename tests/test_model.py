@@ -3,6 +3,7 @@ accelerator choice and the tflite-runtime fallback."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -17,9 +18,11 @@ from convert.data import LETTERS_FILE, MNIST_DIR, UNIPEN_FILE, load_mnist, load_
 from convert.labels import group
 from convert.trainset import is_calibration
 from server.model import (
+    _BUCKETS,
     DEFAULT_MODEL,
     Model,
     ModelError,
+    _chunks,
     card_path,
     load_model,
     scores_from_logits,
@@ -80,12 +83,24 @@ def test_probabilities_are_a_distribution(model: Model, unseen_samples: tuple) -
     assert (probs >= 0).all()
 
 
-@pytest.mark.parametrize("n", [1, 3, 8, 33, 200])
+@pytest.mark.parametrize("n", [1, 3, 8, 33, 53, 200])
 def test_batch_results_equal_single_results(model: Model, unseen_samples: tuple, n: int) -> None:
     images = unseen_samples[0][:n]
     batched = model.predict_batch(images)
     single = np.concatenate([model.predict_batch(images[i : i + 1]) for i in range(n)])
     np.testing.assert_allclose(batched, single, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", range(1, 300))
+def test_a_batch_is_cut_into_buckets_with_little_padding(n: int) -> None:
+    pieces = _chunks(n)
+    assert [start for start, _ in pieces] == list(
+        itertools.accumulate([b for _, b in pieces[:-1]], initial=0)
+    )
+    assert all(b in _BUCKETS for _, b in pieces)
+    last_start, last = pieces[-1]
+    assert 0 < n - last_start <= last  # covered exactly, only the last piece padded
+    assert last - (n - last_start) <= last // 8
 
 
 def test_empty_batch(model: Model) -> None:

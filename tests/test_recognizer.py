@@ -9,7 +9,16 @@ import pytest
 from protocol import Guess, Prediction
 from server.canvas import Snapshot
 from server.raster import as_strokes
-from server.recognizer import Answer, Recognizer, _Finished, bounds, predict_ink, ranked
+from server.recognizer import (
+    Answer,
+    Recognizer,
+    _Finished,
+    bounds,
+    bounds_batch,
+    predict_ink,
+    ranked,
+    ranked_batch,
+)
 from tests.serverkit import bundled_model, unipen_digits
 
 
@@ -20,10 +29,29 @@ def test_bounds_are_the_clients_numbers_ints_included() -> None:
     assert [type(v) for v in box] == [float, int, int, float]
 
 
+def test_bounds_of_a_batch_are_each_drawings_own() -> None:
+    inks = [
+        (((3, 4), (10, 40.5)), ((-2.5, 7, 99),)),
+        (),
+        (((1.5, 2), (1.5, 2.0), (0, 9)),),  # ties: the first point reaching the extreme
+        *(tuple(tuple(map(tuple, s)) for s in d.strokes) for d in unipen_digits(3)),
+    ]
+    arrays = [as_strokes(ink) for ink in inks]
+    boxes = bounds_batch(inks, arrays)
+    assert boxes[0] == (-2.5, 4, 10, 40.5) and boxes[1] is None
+    assert boxes[2] == (0, 2, 1.5, 9) and [type(v) for v in boxes[2]] == [int, int, float, int]
+    for ink, got in zip(inks[3:], boxes[3:], strict=True):
+        xs = [p[0] for s in ink for p in s]
+        ys = [p[1] for s in ink for p in s]
+        assert got == (min(xs), min(ys), max(xs), max(ys))
+
+
 def test_ranked_lists_every_digit_most_probable_first() -> None:
     probs = np.array([0.05, 0.5, 0.05, 0.3, 0, 0, 0, 0.1, 0, 0], dtype=np.float32)
     top = ranked(probs)
     assert [g.digit for g in top[:4]] == [1, 3, 7, 0] and len(top) == 10
+    flipped = probs[::-1].copy()
+    assert ranked_batch(np.stack([probs, flipped])) == [top, ranked(flipped)]
 
 
 def test_each_member_gets_its_seq_its_top_k_and_its_preview() -> None:

@@ -1,13 +1,17 @@
 """server/roomlog.py: a room's operations survive their bytes, and replaying a log gives
-the canvas that applying the operations one by one gave (what every process relies on)."""
+the canvas that applying the operations one by one gave (what every process relies on); an
+answer published by a room's predictor gives every member the prediction it would have
+been sent by the process that made it."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from protocol import Clear, Code, End, PointsMsg, ProtocolError, Start, Undo
+from protocol import Clear, Code, End, Guess, PointsMsg, ProtocolError, Start, Undo
 from server import roomlog
 from server.canvas import Canvas, InkLimits, Role
+from server.recognizer import Answer
 from server.roomlog import Op
 
 LIMITS = InkLimits(max_strokes=3, max_points=50, max_members=3)
@@ -45,7 +49,7 @@ def test_every_op_survives_its_bytes(op: Op) -> None:
 
 def test_a_seed_is_the_canvas_it_was_made_of() -> None:
     canvas, seed = seeded()
-    again = roomlog.replay("R", [seed], LIMITS)
+    again = roomlog.replay("R", [("1-0", seed)], LIMITS)
     assert again == canvas
     assert again.strokes[0].points == ((1, 2), (3.5, 4.25, 99))  # ints stay ints
 
@@ -59,9 +63,23 @@ def test_replaying_a_log_gives_the_canvas_that_applying_it_gave() -> None:
         except ProtocolError as exc:
             refused.append(exc.code)
     assert refused == [Code.WATCH_ONLY, Code.TOO_MANY_STROKES]
-    replayed = roomlog.replay("R", [seed, *map(roomlog.dump, OPS)], LIMITS)
+    log = [(f"{i + 1}-0", data) for i, data in enumerate([seed, *map(roomlog.dump, OPS)])]
+    replayed = roomlog.replay("R", log, LIMITS)
     assert replayed == canvas
     assert set(replayed.members) == {"a", "b"} and replayed.points == 0
+
+
+@pytest.mark.parametrize("upto", range(1, len(OPS) + 1))
+def test_a_compacted_log_replays_to_the_same_canvas(upto: int) -> None:
+    """A seed of the canvas as of entry `upto`, appended after more entries came, and the
+    log trimmed up to `upto`: replaying what is left gives the same canvas."""
+    _, seed = seeded()
+    log = [(f"{i + 1}-0", data) for i, data in enumerate([seed, *map(roomlog.dump, OPS)])]
+    at_upto = roomlog.replay("R", log[: upto + 1], LIMITS)
+    lands = max(upto + 1, len(log) - 1)  # after more entries came, if any did
+    compact = (log[lands - 1][0].replace("-0", "-1"), roomlog.compacted(at_upto, log[upto][0]))
+    trimmed = [*log[upto + 1 : lands], compact, *log[lands:]]
+    assert roomlog.replay("R", trimmed, LIMITS) == roomlog.replay("R", log, LIMITS)
 
 
 def test_ink_of_someone_no_longer_in_the_room_is_refused() -> None:
@@ -69,3 +87,17 @@ def test_ink_of_someone_no_longer_in_the_room_is_refused() -> None:
     with pytest.raises(ProtocolError) as info:
         roomlog.apply(canvas, Op(roomlog.INK, "gone", ink=Start(((1, 1),), 3)))
     assert info.value.code is Code.NOT_IN_ROOM and info.value.seq == 3
+
+
+def test_an_answer_survives_its_bytes_for_every_member() -> None:
+    canvas, _ = seeded()
+    canvas.add("b", Role.WATCH, 11)
+    image = np.linspace(0, 1, 28 * 28, dtype=np.float32).reshape(28, 28)
+    top = tuple(Guess(d, round(0.1 - d / 1000, 6)) for d in range(10))
+    for snap in (canvas.snapshot(), canvas.snapshot(final=True, asker="b")):
+        for answer in (Answer(snap, top, (1, 2.5, 3.5, 4), image, "digit"), Answer(snap)):
+            process, back = roomlog.load_answer(roomlog.dump_answer(answer, "p1"))
+            assert process == "p1" and back.snapshot.version == snap.version
+            for member, top_k, preview in (("a", 3, True), ("b", 10, False), ("x", 1, True)):
+                want = answer.for_member(member, top_k, preview)
+                assert back.for_member(member, top_k, preview) == want

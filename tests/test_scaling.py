@@ -6,6 +6,7 @@ death (SIGKILL) or restart (SIGTERM) of their process; Redis going away stops on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ import redis
 
 from client import ConnectionClosed, DigitsClient, JoinRefused, Prediction, ServerError, connect
 from protocol import Joined, Presence, ServerMessage, StrokeEvent
+from server.hub import COMPACT_AFTER
 from tests.rediskit import Nginx, RedisServer, ServerProcess, new_prefix
 from tests.serverkit import draw, metric, unipen_digits, until
 
@@ -36,6 +39,22 @@ def servers(redis_url: str, n: int, *args: str, prefix: str = "") -> list[Server
     for proc in procs:
         proc.start()
     return procs
+
+
+@contextlib.contextmanager
+def two_on(
+    redis_url: str, *args: str
+) -> Iterator[tuple[ServerProcess, ServerProcess, redis.Redis, str]]:
+    """Two server processes on one Redis under a new prefix, and a client of that Redis."""
+    prefix = new_prefix()
+    one, other = servers(redis_url, 2, *args, prefix=prefix)
+    store = redis.Redis.from_url(redis_url)
+    try:
+        yield one, other, store, prefix
+    finally:
+        store.close()
+        one.stop()
+        other.stop()
 
 
 @pytest.fixture
@@ -72,13 +91,40 @@ async def resume_when_ready(url: str, token: str) -> DigitsClient:
             await asyncio.sleep(0.2)  # the other process's lease is a clock: poll it
 
 
+async def heard(c: DigitsClient, ends: int = 0) -> list[tuple[Any, ...]]:
+    """The stroke events and predictions (of ink) `c` receives, in order, up to the
+    `ends`-th end or, with `ends` 0, up to the first final answer."""
+    seen: list[tuple[Any, ...]] = []
+
+    def done() -> bool:
+        if ends:
+            return sum(e[0] == "end" for e in seen) >= ends
+        return bool(seen) and seen[-1][0] == "prediction" and seen[-1][1] is True
+
+    async with asyncio.timeout(30):
+        while not done():
+            msg: ServerMessage = await c.receive()
+            if isinstance(msg, StrokeEvent):
+                seen.append((msg.event, msg.stroke, msg.author, msg.points))
+            elif isinstance(msg, Prediction) and msg.strokes:
+                seen.append(("prediction", msg.final, msg.strokes, msg.top, msg.bbox, msg.input))
+    return seen
+
+
+async def inferred(proc: ServerProcess) -> float:
+    """Images the process's model has been run on."""
+    async with aiohttp.ClientSession() as http:
+        text = await (await http.get(f"http://127.0.0.1:{proc.port}/metrics")).text()
+    return metric(text, "digits_batch_size_sum")
+
+
 async def test_members_on_two_processes_see_one_order_and_the_same_predictions(
     two: list[ServerProcess],
 ) -> None:
     one, other = two
     first, second = unipen_digits()[3], unipen_digits()[17]
     async with connect(one.url) as a:
-        shared = await a.share()
+        shared = await a.share()  # `one` is the room's predictor: the room began there
         async with (
             connect(other.url) as b,
             connect(one.url, preview=True) as watch_one,
@@ -89,20 +135,52 @@ async def test_members_on_two_processes_see_one_order_and_the_same_predictions(
             await watch_other.join(shared.room, shared.watch_token)
             await asyncio.gather(draw(a, first.strokes), draw(b, second.strokes))
             ends = len(first.strokes) + len(second.strokes)
-            seen_one = await strokes_until(watch_one, ends)
-            seen_other = await strokes_until(watch_other, ends)
-            assert seen_one == seen_other  # one total order, whichever process
-            authors = {author for _, _, author, _ in seen_one}
+            seen_one = await heard(watch_one, ends)
+            seen_other = await heard(watch_other, ends)
+            strokes = [e for e in seen_one if e[0] != "prediction"]
+            assert strokes == [e for e in seen_other if e[0] != "prediction"]  # one total order
+            authors = {author for _, _, author, _ in strokes}
             assert authors == {a.welcome.session, b.welcome.session}  # type: ignore[union-attr]
+            await a.recognize()  # published by `one` after every live answer before it
+            seen_one += await heard(watch_one)
+            seen_other += await heard(watch_other)
+            answers = [e for e in seen_one if e[0] == "prediction"]
+            assert len(answers) > 1 and answers[-1][2] == ends
+            assert answers == [e for e in seen_other if e[0] == "prediction"]  # bit for bit
+            assert await inferred(other) == 0  # it forwarded `one`'s answers, never predicted
             p_one, p_other = await watch_one.recognize(), await watch_other.recognize()
             assert p_one.strokes == p_other.strokes == ends and p_one.input == p_other.input
             assert p_one.top == p_other.top and p_one.bbox == p_other.bbox  # bit for bit
-            async with connect(one.url) as late:  # every process predicts for a joiner
+            async with connect(other.url) as late:  # the predictor predicts for a joiner
                 await late.join(shared.room, shared.watch_token)
                 ink = p_one.input
                 live_one = await until(watch_one, Prediction, final=False, input=ink)
                 live_other = await until(watch_other, Prediction, final=False, input=ink)
             assert live_one.top == live_other.top == p_one.top
+
+
+async def test_another_process_takes_over_predicting_when_the_predictor_is_killed(
+    two: list[ServerProcess],
+) -> None:
+    one, other = two
+    digit = unipen_digits()[6]
+    a = await DigitsClient.open(one.url)
+    shared = await a.share()  # `one` predicts the room
+    async with connect(other.url) as b, connect(other.url) as watcher:
+        await b.join(shared.room, shared.draw_token)
+        await watcher.join(shared.room, shared.watch_token)
+        one.signal(signal.SIGKILL)
+        one.wait()
+        await a.close()
+        before = await inferred(other)
+        await draw(b, digit.strokes)
+        n = len(digit.strokes)
+        live = await until(watcher, Prediction, final=False, strokes=n)  # once `other` took over
+        assert await inferred(other) > before
+        final = await b.recognize()
+        assert final.strokes == n and final.top[0].digit == digit.expected
+        shown = await until(watcher, Prediction, final=True)  # b's final, made on `other`
+        assert (shown.top, shown.strokes, live.strokes) == (final.top, n, n)
 
 
 async def test_a_member_resumes_on_another_process_after_sigkill(
@@ -491,22 +569,22 @@ def saved_strokes(solo: bytes | None) -> list[object]:
     return list(msgpack.unpackb(solo)["strokes"]) if solo else []
 
 
-async def test_a_solo_session_keeps_its_finished_strokes_when_its_process_is_killed(
+async def test_a_solo_session_keeps_its_strokes_when_its_process_is_killed(
     redis_server: RedisServer,
 ) -> None:
-    prefix = new_prefix()
-    one, other = servers(redis_server.url, 2, prefix=prefix)
-    store = redis.Redis.from_url(redis_server.url)
     digit = unipen_digits()[14]
-    try:
+    n = len(digit.strokes)
+    with two_on(redis_server.url) as (one, other, store, prefix):
         a = await DigitsClient.open(one.url)
         await draw(a, digit.strokes)
         assert (await a.recognize()).top[0].digit == digit.expected
+        await a.start_stroke([[5, 5], [6, 6]])  # still being drawn when its process dies
+        await a.points([[7, 7]])
         assert a.welcome is not None
         token = a.welcome.resume_token
         key = f"{prefix}session:{hashlib.sha256(token.encode()).hexdigest()}"
-        async with asyncio.timeout(10):  # finished strokes are written a moment after `end`
-            while len(saved_strokes(store.hget(key, "solo"))) < len(digit.strokes):  # noqa: ASYNC110
+        async with asyncio.timeout(10):  # written a moment after `end`; an open stroke later
+            while len(saved_strokes(store.hget(key, "solo"))) < n + 1:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         one.signal(signal.SIGKILL)
         one.wait()
@@ -515,11 +593,59 @@ async def test_a_solo_session_keeps_its_finished_strokes_when_its_process_is_kil
         try:
             assert again.welcome is not None
             got = (again.welcome.strokes, again.welcome.points)
-            assert got == (len(digit.strokes), digit.points)
-            assert (await again.recognize()).top[0].digit == digit.expected
+            assert got == (n + 1, digit.points + 3)
+            await again.points([[8, 8]])  # the open stroke goes on
+            await again.end_stroke()
+            assert (await again.recognize()).strokes == n + 1
         finally:
             await again.close()
-    finally:
-        store.close()
-        one.stop()
-        other.stop()
+
+
+async def test_a_long_room_log_is_compacted_and_a_joiner_rebuilds_the_room_from_it(
+    redis_server: RedisServer,
+) -> None:
+    digit = unipen_digits()[2]
+    unlimited = ("--messages-per-second", "100000", "--message-burst", "100000")
+    with two_on(redis_server.url, *unlimited) as (one, other, store, prefix):
+        async with connect(one.url) as a:
+            shared = await a.share()
+            await a.start_stroke([[0, 0]])
+            for i in range(COMPACT_AFTER + 100):  # one long stroke: more entries than kept
+                await a.points([[i % 200, i // 200]])
+            await a.end_stroke()
+            await draw(a, digit.strokes)
+            await a.ping()
+            key = f"{prefix}log:{shared.room}"
+            async with asyncio.timeout(10):  # the predictor compacts a moment after
+                while store.xlen(key) > COMPACT_AFTER:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            async with connect(other.url) as b:  # `other` has no copy: it replays the log
+                joined = await b.join(shared.room, shared.watch_token)
+                assert len(joined.strokes) == 1 + len(digit.strokes)
+                assert len(joined.strokes[0].points) == COMPACT_AFTER + 101
+                assert [s.points for s in joined.strokes[1:]] == [
+                    tuple(tuple(p) for p in s) for s in digit.strokes
+                ]
+                assert (await b.recognize()).strokes == (await a.recognize()).strokes
+
+
+async def test_the_rooms_model_work_is_spread_over_the_processes_that_serve_them(
+    redis_server: RedisServer,
+) -> None:
+    digit = unipen_digits()[11]
+    with two_on(redis_server.url) as (one, other, store, prefix):
+        async with contextlib.AsyncExitStack() as stack:
+            sharers = [await stack.enter_async_context(connect(one.url)) for _ in range(4)]
+            rooms = [await a.share() for a in sharers]  # `one` predicts all four at first
+            for shared in rooms:  # `other` serves a member of every room
+                w = await stack.enter_async_context(connect(other.url))
+                await w.join(shared.room, shared.watch_token)
+            keys = [f"{prefix}pred:{shared.room}" for shared in rooms]
+            async with asyncio.timeout(10):  # the claims run every second
+                while sorted(Counter(store.mget(keys)).values()) != [2, 2]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            assert [await inferred(one), await inferred(other)] == [0, 0]  # no ink yet
+            await asyncio.gather(*(draw(a, digit.strokes) for a in sharers))
+            for a in sharers:  # each sees the live answer of its ink, whoever made it
+                await until(a, Prediction, final=False, strokes=len(digit.strokes))
+            assert await inferred(one) > 0 and await inferred(other) > 0
