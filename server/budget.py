@@ -9,6 +9,8 @@ sending faster than its budget is slowed by TCP backpressure and nobody else not
 
 from __future__ import annotations
 
+from server.ratelimit import TokenBucket
+
 
 class PointBudget:
     """`rate` points per second, saving up at most `burst` (so a whole drawing can be sent at
@@ -18,16 +20,16 @@ class PointBudget:
     def __init__(self, rate: float, burst: float, now: float) -> None:
         if rate <= 0 or burst < 0:
             raise ValueError("a points budget needs rate > 0 and burst >= 0")
-        self.rate, self.burst = rate, float(burst)
-        self.tokens = float(burst)
-        self.updated = now
+        self._bucket = TokenBucket(rate, burst, now)  # one token per point
+
+    @property
+    def tokens(self) -> float:
+        return self._bucket.tokens
 
     def spend(self, points: int, now: float) -> float:
         """Spend `points`; the seconds to wait before using them (0: at once)."""
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        self.tokens -= points
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+        left = self._bucket.take(points, now)
+        return 0.0 if left >= 0 else -left / self._bucket.rate
 
 
 class AddressBudgets:

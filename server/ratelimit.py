@@ -19,15 +19,21 @@ class Verdict(Enum):
 class TokenBucket:
     """`rate` tokens per second, holding at most `burst`; one message costs one token."""
 
-    def __init__(self, rate: float, burst: int, now: float) -> None:
+    def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate, self.burst = rate, float(burst)
         self.tokens = float(burst)
         self.updated = now
 
-    def spend(self, now: float) -> Verdict:
+    def take(self, cost: float, now: float) -> float:
+        """Refill for the time since the last take, then take `cost` tokens, into debt if
+        need be; the tokens left (negative: the debt)."""
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        self.tokens -= 1.0
+        self.tokens -= cost
+        return self.tokens
+
+    def spend(self, now: float) -> Verdict:
+        self.take(1.0, now)
         if self.tokens >= 0.0:
             return Verdict.ALLOW
         if self.tokens <= -self.burst:
