@@ -15,9 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from server.raster import BOX, MNIST_PEN
+from server.raster import BOX, MNIST_PEN, PEN_STEP
 
-PEN_STEP = 0.35  # output pixels between pen stamps (server/raster.py)
 MAX_STAMPS = 8192  # ~4 ms of rasterizing on one core; a digit needs 100-300
 FREE_POINTS = 256  # ink this small is never worth estimating: at most ~6,500 stamps
 _FIT = BOX - 2.0 * (MNIST_PEN.radius + MNIST_PEN.soft)  # output pixels the ink's span maps to

@@ -9,7 +9,6 @@ server. Every fault of the input is an ImageError with a stable code.
 from __future__ import annotations
 
 import io
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from skimage.measure import label
 from skimage.morphology import dilation, disk, skeletonize
 
 from protocol import Code, ProtocolError
-from server.raster import BOX, CANVAS, SIZE, Image
+from server.raster import BOX, CANVAS, Image, centre_one
 
 #: Media types accepted, and the Pillow decoder each one may use (nothing else is tried).
 MEDIA_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
@@ -276,23 +275,7 @@ def fit(crop: npt.NDArray[np.float32]) -> Image:
     h, w = small.shape
     top, left = (CANVAS - h) // 2, (CANVAS - w) // 2
     canvas[top : top + h, left : left + w] = small / max(float(small.max()), 1e-6)
-    return _centred(canvas)
-
-
-_GRID = np.arange(CANVAS, dtype=np.float64)
-
-
-def _centred(canvas: npt.NDArray[np.float32]) -> Image:
-    """server.raster.centre_by_mass for one canvas, without a batch's overhead: the 28x28
-    window, on whole pixels and inside the canvas, centred nearest the centre of mass."""
-    mass = float(canvas.sum())
-    top = _window_start(float(canvas.sum(axis=1) @ _GRID) / mass)
-    left = _window_start(float(canvas.sum(axis=0) @ _GRID) / mass)
-    return np.ascontiguousarray(canvas[top : top + SIZE, left : left + SIZE])
-
-
-def _window_start(centre: float) -> int:
-    return min(max(math.floor(centre - SIZE / 2.0 + 0.5), 0), CANVAS - SIZE)
+    return centre_one(canvas)
 
 
 def _scaled(values: npt.NDArray[np.float32], side: float) -> npt.NDArray[np.float32]:

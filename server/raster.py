@@ -8,6 +8,7 @@ exactly what it was trained on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ _CANVAS = 44  # ink is drawn centred here, then a 28x28 window is cut around its
 CANVAS = _CANVAS
 """Side of the canvas `centre_by_mass` cuts the 28x28 window from (server.images uses it too)."""
 _CENTRE = _CANVAS / 2.0
-_STEP = 0.35  # spacing, in output pixels, of the pen positions sampled along each segment
+PEN_STEP = 0.35  # spacing, in output pixels, of the pen positions sampled along each segment
 
 
 class InkError(ValueError):
@@ -150,12 +151,12 @@ def _fit(ink: _Ink, pen: Pen) -> npt.NDArray[np.float64]:
 def _pen_positions(
     ink: _Ink, xy: npt.NDArray[np.float64]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.intp]]:
-    """Points every _STEP pixels along each stroke, with every stroke's own points, as
+    """Points every PEN_STEP pixels along each stroke, with every stroke's own points, as
     (2, m), and the drawing each belongs to."""
     a0 = xy[:, :-1][:, ink.joined]
     delta = xy[:, 1:][:, ink.joined] - a0
     seg_drawing = ink.drawing[:-1][ink.joined]
-    steps = np.ceil(np.hypot(delta[0], delta[1]) / _STEP).astype(np.intp)
+    steps = np.ceil(np.hypot(delta[0], delta[1]) / PEN_STEP).astype(np.intp)
     steps = np.maximum(steps, 1)
     seg = np.repeat(np.arange(a0.shape[1]), steps)
     first = np.cumsum(steps) - steps
@@ -201,15 +202,27 @@ def centre_by_mass(canvas: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     centre of mass."""
     n = len(canvas)
     mass = canvas.reshape(n, -1).sum(axis=1).astype(np.float64)
-    grid = np.arange(_CANVAS, dtype=np.float64)
-    top = _window_start((canvas.sum(axis=2) @ grid) / mass)
-    left = _window_start((canvas.sum(axis=1) @ grid) / mass)
+    tops = map(_window_start, ((canvas.sum(axis=2) @ _GRID) / mass).tolist())
+    lefts = map(_window_start, ((canvas.sum(axis=1) @ _GRID) / mass).tolist())
     return np.stack(
-        [c[t : t + SIZE, x : x + SIZE] for c, t, x in zip(canvas, top, left, strict=True)]
+        [c[t : t + SIZE, x : x + SIZE] for c, t, x in zip(canvas, tops, lefts, strict=True)]
     )
 
 
-def _window_start(centre: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
-    # MNIST digits have their centre of mass at pixel index 14 (measured: 13.99, 14.01).
-    start = np.floor(centre - SIZE / 2.0 + 0.5).astype(np.intp)
-    return np.clip(start, 0, _CANVAS - SIZE)
+def centre_one(canvas: npt.NDArray[np.float32]) -> Image:
+    """`centre_by_mass` of one (CANVAS, CANVAS) canvas (an uploaded image, server/images.py),
+    without a batch's overhead; the same window, pixel for pixel."""
+    mass = float(canvas.sum())
+    top = _window_start(float(canvas.sum(axis=1) @ _GRID) / mass)
+    left = _window_start(float(canvas.sum(axis=0) @ _GRID) / mass)
+    return np.ascontiguousarray(canvas[top : top + SIZE, left : left + SIZE])
+
+
+_GRID = np.arange(_CANVAS, dtype=np.float64)
+
+
+def _window_start(centre: float) -> int:
+    """The window's first row (or column) for a centre of mass: on whole pixels, inside
+    the canvas. MNIST digits have their centre of mass at pixel index 14 (measured: 13.99,
+    14.01)."""
+    return min(max(math.floor(centre - SIZE / 2.0 + 0.5), 0), _CANVAS - SIZE)

@@ -12,7 +12,7 @@ from PIL import Image, PngImagePlugin
 from protocol import Code
 from server import images
 from server.images import PEN_WIDTH, ImageError, ImageLimits, preprocess, stroke_width
-from server.raster import CANVAS, centre_by_mass, rasterize
+from server.raster import CANVAS, centre_by_mass, centre_one, rasterize
 from tests.imagekit import Style, digit_file, encoded, plain_png, png_header_only
 from tests.serverkit import bundled_model, unipen_digits
 
@@ -142,8 +142,8 @@ def test_bad_images_raise_a_named_error(data: bytes, code: Code) -> None:
 
 
 def test_the_lean_helpers_compute_what_numpy_and_raster_do() -> None:
-    """images.py replaces numpy's median and percentile and raster's batch centring with
-    helpers of less overhead: same values, on odd and even sizes and on ties."""
+    """images.py replaces numpy's median and percentile, and uses raster's one-canvas
+    centring, helpers of less overhead: same values, on odd and even sizes and on ties."""
     rng = np.random.default_rng(4)
     for n in (1, 2, 3, 4, 7, 276, 555):
         for values in (rng.random(n), rng.random(n).astype(np.float32), rng.integers(0, 4, n) / 3):
@@ -155,7 +155,7 @@ def test_the_lean_helpers_compute_what_numpy_and_raster_do() -> None:
         canvas = np.zeros((CANVAS, CANVAS), np.float32)
         top, left = rng.integers(0, CANVAS - 20, 2)
         canvas[top : top + 20, left : left + 20] = rng.random((20, 20)) ** 4
-        assert np.array_equal(images._centred(canvas), centre_by_mass(canvas[None])[0])
+        assert np.array_equal(centre_one(canvas), centre_by_mass(canvas[None])[0])
 
 
 def test_quick_open_takes_only_pictures_that_are_cheap_to_prepare() -> None:
