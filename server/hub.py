@@ -267,16 +267,20 @@ class Hub:
         if flying is not None and not flying:
             del self._in_flight[member]
 
+    def _unsettled(self, member: str) -> list[asyncio.Task[None]]:
+        """The member's room ink sent so far and not yet applied (or refused)."""
+        return [t for t in self._in_flight.get(member, ()) if not t.done()]
+
     async def settled(self, member: str) -> None:
         """Wait until the member's room ink sent so far has been applied (or refused)."""
-        flying = [t for t in self._in_flight.get(member, ()) if not t.done()]
+        flying = self._unsettled(member)
         if flying:
             await asyncio.wait(flying)
 
     def _recognize(self, drawing: Drawing, member: str, seq: int | None) -> None:
         """A recognize in a room on many processes: the final answer of the ink once the
         member's ink sent before it has been applied."""
-        flying = [t for t in self._in_flight.get(member, ()) if not t.done()]
+        flying = self._unsettled(member)
         if not flying:
             drawing.final(member, seq)
             return
@@ -346,9 +350,7 @@ class Hub:
         drawing.canvas.see(member, seq)
         self.replicas[keys.id] = drawing
         if self.store.shared:
-            drawing.on_answer = partial(self._publish, keys.id)
-            drawing.on_recognize = partial(self._recognize, drawing)
-            self.store.follow(keys.id, keys.log_id, self)
+            self._follow(drawing, keys.id, keys.log_id)
         self._record(session)
         await drawing.tell(ep, Shared(keys.id, keys.draw_token, keys.watch_token, seq))
 
@@ -536,11 +538,17 @@ class Hub:
         canvas = roomlog.replay(room, entries, self.ink_limits)
         drawing = self.drawing(canvas)
         drawing.predicts = False  # until the store says this process is the predictor
+        self.replicas[room] = drawing
+        self._follow(drawing, room, entries[-1][0])
+        return drawing
+
+    def _follow(self, drawing: Drawing, room: str, after: str) -> None:
+        """Make `drawing` this process's replica of a room on a shared store: its answers are
+        published, its recognizes wait for the member's ink in flight, and the room's log is
+        applied to it from entry `after` on."""
         drawing.on_answer = partial(self._publish, room)
         drawing.on_recognize = partial(self._recognize, drawing)
-        self.replicas[room] = drawing
-        self.store.follow(room, entries[-1][0], self)
-        return drawing
+        self.store.follow(room, after, self)
 
     # ---- lifetimes ----------------------------------------------------------------------
 
