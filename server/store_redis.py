@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from protocol import Code, ProtocolError, ResumeError
+from server.roomlog import entry_key
 from server.store import (
     ROOM_ID_BYTES,
     TOKEN_BYTES,
@@ -336,10 +337,10 @@ class RedisStore(Store):
 
     async def compact(self, room_id: str, seed: bytes, upto: str) -> None:
         """XADD the seed, then XTRIM MINID just past `upto`, in one transaction."""
-        ms, _, n = upto.partition("-")
+        ms, n = entry_key(upto)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(self._log(room_id), {"o": seed})
-            pipe.xtrim(self._log(room_id), minid=f"{ms}-{int(n) + 1}", approximate=False)
+            pipe.xtrim(self._log(room_id), minid=f"{ms}-{n + 1}", approximate=False)
             await self._call(pipe.execute())
 
     def publish(self, room_id: str, answer: bytes) -> None:
