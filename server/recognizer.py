@@ -41,14 +41,16 @@ class Outcome:
 def bounds(ink: tuple[Points, ...], arrays: list[npt.NDArray[np.float64]]) -> Bbox:
     """(min x, min y, max x, max y) of the ink, each the client's own number (an int stays
     an int). `arrays` are the same non-empty strokes as float arrays."""
-    xy = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-    ends = np.cumsum([len(a) for a in arrays])
-    picks = (xy[:, 0].argmin(), xy[:, 1].argmin(), xy[:, 0].argmax(), xy[:, 1].argmax())
-    out = []
-    for axis, flat in zip((0, 1, 0, 1), picks, strict=True):
-        stroke = int(np.searchsorted(ends, flat, side="right"))
-        point = int(flat) - (int(ends[stroke - 1]) if stroke else 0)
-        out.append(ink[stroke][point][axis])
+    xy = (np.concatenate(arrays) if len(arrays) > 1 else arrays[0])[:, :2]
+    lens = [len(a) for a in arrays]
+    ends = np.cumsum(lens)
+    # the first point reaching min x, min y, max x, max y, and its stroke: few numpy calls
+    picks = np.concatenate([xy.argmin(axis=0), xy.argmax(axis=0)])
+    strokes = np.searchsorted(ends, picks, side="right")
+    points = (picks - (ends - lens)[strokes]).tolist()
+    out = [
+        ink[s][p][axis] for axis, s, p in zip((0, 1, 0, 1), strokes.tolist(), points, strict=True)
+    ]
     return out[0], out[1], out[2], out[3]
 
 
@@ -94,23 +96,24 @@ def _array(stroke: Points) -> npt.NDArray[np.float64]:
 
 
 class _Finished:
-    """Arrays of finished strokes, by identity: a finished stroke is the same tuple in every
-    snapshot of its canvas, so it is converted once, not at every prediction. Used from the
-    batcher's one thread only; bounded, oldest out first."""
+    """Finished strokes as validated arrays, by identity: a finished stroke is the same
+    tuple in every snapshot of its canvas, so it is converted and validated once, not at
+    every prediction. Used from the batcher's one thread only; bounded, oldest out first."""
 
     def __init__(self, size: int = 1024) -> None:
         self.size = size
-        self._arrays: dict[int, tuple[Points, npt.NDArray[np.float64]]] = {}
+        self._arrays: dict[int, tuple[Points, list[npt.NDArray[np.float64]]]] = {}
 
-    def array(self, stroke: Points) -> npt.NDArray[np.float64]:
+    def arrays(self, stroke: Points) -> list[npt.NDArray[np.float64]]:
+        """`as_strokes` of the one stroke ([] when it is empty); raises InkError as it does."""
         hit = self._arrays.get(id(stroke))
         if hit is not None and hit[0] is stroke:
             return hit[1]
-        arr = _array(stroke)
+        arrays = as_strokes([_array(stroke)])
         if len(self._arrays) >= self.size:
             del self._arrays[next(iter(self._arrays))]
-        self._arrays[id(stroke)] = (stroke, arr)
-        return arr
+        self._arrays[id(stroke)] = (stroke, arrays)
+        return arrays
 
 
 _FINISHED = _Finished()
@@ -118,12 +121,16 @@ _FINISHED = _Finished()
 
 def _checked(ink: tuple[Points, ...]) -> tuple[list[npt.NDArray[np.float64]], str | None]:
     """The ink as validated arrays; the last stroke (maybe still being drawn) is converted
-    anew, the others come from the cache."""
+    and validated anew, the others come from the cache."""
     try:
-        arrays = [_FINISHED.array(s) for s in ink[:-1]]
-        return as_strokes([*arrays, *(_array(s) for s in ink[-1:])]), None
-    except InkError as exc:  # protocol validation should make this unreachable
-        return [], str(exc)
+        arrays = [a for s in ink[:-1] for a in _FINISHED.arrays(s)]
+        return [*arrays, *as_strokes([_array(s) for s in ink[-1:]])], None
+    except InkError:  # protocol validation should make this unreachable
+        try:  # the error as the whole ink gives it (it names the stroke by its index)
+            as_strokes([_array(s) for s in ink])
+        except InkError as exc:
+            return [], str(exc)
+        raise
 
 
 def predict_ink(

@@ -12,6 +12,7 @@ from server.raster import as_strokes
 from server.recognizer import (
     Answer,
     Recognizer,
+    _checked,
     _Finished,
     bounds,
     bounds_batch,
@@ -103,10 +104,19 @@ async def test_predict_answers_empty_ink_without_the_model_and_ink_with_it() -> 
 def test_a_finished_stroke_is_converted_once_and_the_cache_is_bounded() -> None:
     cache = _Finished(size=2)
     stroke = ((0, 0), (1, 2))
-    first = cache.array(stroke)
-    assert cache.array(stroke) is first  # the same tuple: the same array
-    assert cache.array(tuple(stroke)) is first  # (a tuple of a tuple is that tuple)
+    (first,) = cache.arrays(stroke)
+    assert cache.arrays(stroke)[0] is first  # the same tuple: the same array
+    assert cache.arrays(tuple(stroke))[0] is first  # (a tuple of a tuple is that tuple)
     other = ((0, 0), (1, 2.0))
-    assert cache.array(other) is not first and np.array_equal(cache.array(other), first)
-    cache.array(((5, 5),))
-    assert len(cache._arrays) == 2 and cache.array(stroke) is not first  # evicted, redone
+    assert cache.arrays(other)[0] is not first and np.array_equal(cache.arrays(other)[0], first)
+    cache.arrays(((5, 5),))
+    assert len(cache._arrays) == 2 and cache.arrays(stroke)[0] is not first  # evicted, redone
+    assert cache.arrays(()) == []  # an empty stroke is dropped, as as_strokes drops it
+
+
+def test_ink_that_cannot_be_drawn_names_its_stroke_whether_finished_or_not() -> None:
+    bad = ((0, 0), (float("inf"), 1))
+    one = ((1, 1),)
+    for ink, index in [((one, bad), 1), ((bad, one), 0), ((one, bad, one), 1)]:
+        arrays, error = _checked(ink)
+        assert arrays == [] and error == f"stroke {index}: coordinates must be finite"
