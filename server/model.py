@@ -252,29 +252,36 @@ class Model:
         return self.predict_scores(images).digits
 
     def _quantize(self, x: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
+        """Images in [0, 1] -> the input tensor's integers (values outside [0, 1] clipped)."""
         spec = self.input_spec
         if spec.dtype == "float32":  # a float reference model, as `convert` evaluates
             return np.clip(x, 0.0, 1.0)
         info = np.iinfo(np.dtype(spec.dtype))
-        q = np.rint(np.clip(x, 0.0, 1.0) / spec.scale) + spec.zero_point
-        clipped: npt.NDArray[Any] = np.clip(q, info.min, info.max).astype(spec.dtype)
-        return clipped
+        # clipping x to [0, 1] first is clipping q to [zero point, 1 / scale + zero point]
+        lo = max(info.min, spec.zero_point)
+        hi = min(info.max, round(1.0 / spec.scale) + spec.zero_point)
+        q = x * np.float32(1.0 / spec.scale)
+        if spec.zero_point:
+            q += np.float32(spec.zero_point)
+        np.rint(q, out=q)
+        np.clip(q, lo, hi, out=q)
+        return q.astype(spec.dtype)
 
 
 def scores_from_logits(logits: npt.NDArray[np.float32], temperature: float = 1.0) -> Scores:
     """Softmax of logits / temperature; with 11 classes the digits are renormalised among
     themselves and the last class is the not-a-digit probability."""
-    scaled = logits / np.float32(temperature)
-    probs = _softmax(scaled)
-    if probs.shape[1] == DIGITS:
-        return Scores(probs, np.zeros(len(probs), np.float32))
-    return Scores(_softmax(scaled[:, :DIGITS]), probs[:, DIGITS].astype(np.float32))
-
-
-def _softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs: npt.NDArray[np.float32] = (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
-    return probs
+    scaled = np.asarray(logits, np.float32) / np.float32(temperature)
+    digits = scaled[:, :DIGITS]
+    top = digits.max(axis=1, keepdims=True)
+    z = np.exp(digits - top)
+    mass = z.sum(axis=1, keepdims=True)
+    probs: npt.NDArray[np.float32] = z / mass
+    if scaled.shape[1] == DIGITS:
+        return Scores(probs, np.zeros(len(z), np.float32))
+    # P(not a digit) = e^s10 / (e^s10 + sum e^digit) = 1 / (1 + mass * e^(top - s10))
+    gap = np.clip(top[:, 0] - scaled[:, DIGITS], -80.0, 80.0)
+    return Scores(probs, (1.0 / (1.0 + mass[:, 0] * np.exp(gap))).astype(np.float32))
 
 
 def read_card(model_path: Path) -> dict[str, Any]:

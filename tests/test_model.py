@@ -139,6 +139,15 @@ def test_scores_from_logits() -> None:
     assert ten.not_digit[0] == 0 and ten.digits.shape == (1, 10)
 
 
+def test_scores_stay_finite_when_one_class_dwarfs_the_others() -> None:
+    """Far-apart logits (a float model, a tiny temperature) neither overflow nor give 0/0."""
+    far = np.array([[-500.0] * 10 + [500.0], [500.0] + [-500.0] * 10], np.float32)
+    s = scores_from_logits(far, temperature=0.1)
+    assert np.isfinite(s.digits).all() and np.isfinite(s.not_digit).all()
+    np.testing.assert_allclose(s.digits.sum(axis=1), 1.0, rtol=1e-6)
+    assert s.not_digit[0] == 1.0 and s.not_digit[1] < 1e-30 and s.digits[1, 0] == 1.0
+
+
 def test_card_temperature_must_be_positive(tmp_path: Path) -> None:
     path = copy_model(tmp_path)
     card = json.loads(card_path(path).read_text())
