@@ -62,6 +62,11 @@ class MicroBatcher(Generic[T, R]):
     (by default a dedicated single thread), so the event loop keeps serving while it runs;
     items that arrive meanwhile form the next batch. `prepare`, if given, maps each item on
     the event loop as it is taken into a batch (late binding: e.g. swap in the newest state).
+
+    A lone cheap batch (nothing else queued, its items costing at most `inline_cost`) runs on
+    the event loop itself: with nobody else waiting, the two thread hand-offs (and the
+    wake-ups of an idle thread and loop) cost a lone drawer more than the loop is blocked.
+    Batches never overlap, so `fn` still runs one call at a time.
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class MicroBatcher(Generic[T, R]):
         max_wait: float = 0.001,
         max_queue: int = 4096,
         max_cost: float = float("inf"),
+        inline_cost: float = 0.0,
         executor: Executor | None = None,
         on_batch: Callable[[BatchStats], None] | None = None,
         prepare: Callable[[T], T] | None = None,
@@ -82,6 +88,7 @@ class MicroBatcher(Generic[T, R]):
         self._fn = fn
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait, max_queue
         self.max_cost = max_cost
+        self.inline_cost = inline_cost
         self._executor = executor
         self._own_executor = executor is None
         self._on_batch = on_batch
@@ -194,8 +201,12 @@ class MicroBatcher(Generic[T, R]):
         loop = asyncio.get_running_loop()
         started = self._clock()
         items = [p.item for p in batch]
+        inline = not self._count and sum(p.cost for p in batch) <= self.inline_cost
         try:
-            results = await loop.run_in_executor(self._executor, self._fn, items)
+            if inline:
+                results = self._fn(items)
+            else:
+                results = await loop.run_in_executor(self._executor, self._fn, items)
             if len(results) != len(batch):
                 raise RuntimeError(
                     f"batch function returned {len(results)} results for {len(batch)}"

@@ -228,6 +228,12 @@ def _refresh(job: Job) -> Job:
     return job
 
 
+#: A lone prediction costing at most this many stamps (a digit is 100-300 stamps; this
+#: many take ~0.5 ms to rasterize) runs on the event loop, not in the inference thread:
+#: when nothing else is queued the hand-offs cost more than the loop waits.
+INLINE_STAMPS = 1024.0
+
+
 class Recognizer:
     """Turns snapshots into Answers through one shared MicroBatcher."""
 
@@ -239,6 +245,7 @@ class Recognizer:
         max_wait: float = 0.0,
         max_queue: int = 4096,
         max_cost: float = 4 * MAX_STAMPS,
+        inline_cost: float = INLINE_STAMPS,
         on_batch: Callable[[BatchStats], None] | None = None,
         thresholds: Thresholds | None = None,
     ) -> None:
@@ -253,6 +260,7 @@ class Recognizer:
             max_wait=max_wait,
             max_queue=max_queue,
             max_cost=max_cost,
+            inline_cost=inline_cost,
             on_batch=on_batch,
         )
 

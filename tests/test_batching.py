@@ -275,3 +275,23 @@ async def test_a_batch_stops_before_its_cost_passes_max_cost() -> None:
     await asyncio.gather(first, huge, *costly, *cheap)
     assert fn.batches == [[0], [1], [2], [3, 4], [6], [5]]
     await batcher.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_lone_cheap_batch_runs_on_the_loop_and_the_rest_in_the_thread() -> None:
+    threads: list[tuple[list[int], bool]] = []
+    loop_thread = threading.get_ident()
+
+    def fn(items: list[int]) -> list[int]:
+        threads.append((list(items), threading.get_ident() == loop_thread))
+        return items
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(fn, max_batch=2, inline_cost=5.0)
+    batcher.start()
+    assert await batcher.submit(1, cost=5.0) == 1  # alone and cheap: on the loop
+    assert await batcher.submit(2, cost=6.0) == 2  # alone but costly: in the thread
+    # three at once: the first batch leaves one behind, so it goes to the thread; the last
+    # is alone and cheap again
+    assert await asyncio.gather(*(batcher.submit(i, cost=1.0) for i in (3, 4, 5))) == [3, 4, 5]
+    assert threads == [([1], True), ([2], False), ([3, 4], False), ([5], True)]
+    await batcher.stop()

@@ -222,6 +222,7 @@ async def test_a_fast_sender_gets_few_current_predictions(aiohttp_client: MakeCl
     behind a gate): they coalesce into one prediction of the newest ink."""
     client, url = await start(aiohttp_client)
     batcher = client.app[RECOGNIZER].batcher
+    batcher.inline_cost = 0.0  # held in the inference thread, not on the event loop
     entered, gate, real = threading.Event(), threading.Event(), batcher._fn
     batcher._fn = lambda items: (entered.set(), gate.wait(10), real(items))[2]
     async with unlimited_session() as http:
