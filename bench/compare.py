@@ -2,8 +2,9 @@
 rounds; print the median of each figure and the ratio. Run it under the heavy-jobs lock as
 a whole, so that nothing else heavy comes between the two sides.
 
-Each checkout runs its own bench/*.py with PYTHONPATH set to it (so `python -m server` in
-bench/load.py is that checkout's server). Ratios of runs taken back to back cancel most of
+`raster` and `model` run each checkout's own bench/*.py with PYTHONPATH set to it. `load`
+runs one load generator, the after checkout's bench/load.py, against each checkout's server
+(`--checkout`), so only the server differs. Ratios of runs taken back to back cancel most of
 what else the machine is doing.
 
     flock /work/heavy.lock .venv/bin/python bench/compare.py --before /work/base --after .
@@ -51,9 +52,13 @@ def figures(kind: str, text: str) -> dict[str, float]:
     return out
 
 
-def run(tree: Path, kind: str) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+def run(tree: Path, kind: str, driver: Path) -> dict[str, float]:
+    """One run of `kind` measuring `tree`; the load generator comes from `driver`."""
     cmd = [sys.executable, *RUNS[kind]]
+    if kind == "load":
+        cmd += ["--checkout", str(tree)]
+        tree = driver
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=True)
     return figures(kind, done.stdout)
 
@@ -78,7 +83,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for kind in args.only.split(","):
             for side, tree in (("before", args.before), ("after", args.after)):
-                for name, value in run(tree.resolve(), kind).items():
+                for name, value in run(tree.resolve(), kind, args.after.resolve()).items():
                     seen[side][name].append(value)
     print(machine_line())
     print(f"# {args.rounds} rounds, before = {args.before}, after = {args.after}; medians")

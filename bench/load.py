@@ -3,12 +3,14 @@ a server started as a subprocess on loopback; prints one table row per load leve
 
 Each drawer streams a digit as a pen and a browser would (a point every 8-16 ms, sent in
 batches 60 times a second), asks for the final answer, clears, and starts the next digit.
-Measured per level: update-to-prediction latency of live predictions (from sending the
-update a prediction reflects to receiving it), live predictions per second per drawer,
+Measured per level: update-to-prediction latency of live predictions (from the start of
+sending the update a prediction reflects to receiving it: tables before 2026-11-28 06:00 UTC
+timed from the end of the send, see docs/BENCHMARKS.md), live predictions per second per drawer,
 errors, server CPU (from /proc; 100% = one core), server RSS, mean inference batch size,
 and the load generator's own CPU.
 
     .venv/bin/python bench/load.py [--levels 1,10,100,300,1000] [--idle 1000] [--seconds 10]
+        [--checkout DIR]   (that tree's server, this load generator)
     .venv/bin/python bench/load.py --fairness [--checkout DIR ...]   (bench/fairness.py)
 """
 
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,19 +48,31 @@ Strokes = list[list[list[float]]]
 
 @dataclass
 class Drawer:
-    """One simulated person: latencies of the live predictions it received, and errors."""
+    """One simulated person: when it began sending each update, when each live prediction
+    arrived, and errors. Latency runs from the start of the send (what a person sees: on
+    loopback the send itself includes waking the server), matched by seq once the level is
+    over, so a prediction that arrives before its send has returned still counts."""
 
-    latencies: list[float] = field(default_factory=list)
     live: int = 0
     errors: int = 0
     sent_at: dict[int, float] = field(default_factory=dict)
+    answered_at: dict[int, float] = field(default_factory=dict)
 
     def on_message(self, msg: ServerMessage, received: float) -> None:
         if isinstance(msg, Error):
             self.errors += 1
-        elif isinstance(msg, Prediction) and not msg.final and msg.seq in self.sent_at:
+        elif isinstance(msg, Prediction) and not msg.final and msg.seq is not None:
             self.live += 1
-            self.latencies.append(received - self.sent_at[msg.seq])
+            self.answered_at.setdefault(msg.seq, received)
+
+    async def send(self, update: Awaitable[int]) -> None:
+        """Await a client call that sends an update; note when it began."""
+        began = time.perf_counter()
+        self.sent_at[await update] = began
+
+    @property
+    def latencies(self) -> list[float]:
+        return [t - self.sent_at[seq] for seq, t in self.answered_at.items() if seq in self.sent_at]
 
 
 async def draw_digit(
@@ -67,18 +82,17 @@ async def draw_digit(
     interval = rng.uniform(0.008, 0.016)
     for stroke in strokes:
         due = 1
-        me.sent_at[await client.start_stroke(stroke[:1])] = time.perf_counter()
+        await me.send(client.start_stroke(stroke[:1]))
         started = time.perf_counter()
         while due < len(stroke):
             await asyncio.sleep(FRAME_S)
             upto = min(len(stroke), 1 + int((time.perf_counter() - started) / interval))
             if upto > due:
-                seq = await client.points(stroke[due:upto])
-                me.sent_at[seq] = time.perf_counter()
+                await me.send(client.points(stroke[due:upto]))
                 due = upto
-        me.sent_at[await client.end_stroke()] = time.perf_counter()
+        await me.send(client.end_stroke())
     await client.recognize()
-    me.sent_at[await client.clear()] = time.perf_counter()
+    await me.send(client.clear())
     await asyncio.sleep(rng.uniform(0.05, 0.2))  # a breath between digits
 
 
@@ -274,13 +288,15 @@ def main() -> None:
         return
     raise_open_file_limit()
     digits = [s.strokes for s in load_strokes(UNIPEN_FILE)[:500]]
-    server = Server(free_port(), args.server_args.split())
+    if args.checkout and len(args.checkout) > 1:
+        ap.error("the load levels run one checkout's server (--checkout once)")
+    tree = args.checkout[0].resolve() if args.checkout else None
+    server = Server(free_port(), args.server_args.split(), tree)
     print(machine_line())
-    print(f"# server: python -m server {args.server_args}".rstrip())
+    where = f" (from {tree})" if tree else ""
+    print(f"# server: python -m server {args.server_args}{where}".replace("  ", " "))
     print(HEADER)
-    print(
-        "|" + "---|" * HEADER.count("|")[:-1] if False else "|---" * (HEADER.count("|") - 1) + "|"
-    )
+    print("|---" * (HEADER.count("|") - 1) + "|")
     try:
         for drawers in [int(x) for x in args.levels.split(",") if x]:
             print(row(asyncio.run(run_level(server, digits, drawers, 0, args.seconds))), flush=True)
