@@ -42,8 +42,8 @@ def _training(p: argparse.ArgumentParser) -> None:
         "--recipe",
         choices=("joint", "frozen"),
         default=None,
-        help="frozen (default, the shipped model): an MNIST-only trunk, frozen, and a head on "
-        "its features; joint: the whole network from scratch on MNIST and the drawings",
+        help="joint (default, the shipped model): the whole network from scratch on MNIST and "
+        "the drawings; frozen: an MNIST-only trunk, frozen, and a head on its features",
     )
     p.add_argument(
         "--pretrain-epochs", type=int, default=None, help="MNIST trunk epochs (frozen recipe)"
