@@ -109,10 +109,11 @@ def test_bad_stroke_lines_are_reported_by_line_number(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_training_smoke_trains_quantizes_and_serves(tmp_path: Path) -> None:
+@pytest.mark.parametrize("recipe", ["joint", "frozen"])
+def test_training_smoke_trains_quantizes_and_serves(tmp_path: Path, recipe: str) -> None:
     out = tmp_path / "smoke.tflite"
     result = run_convert(
-        "all", "--limit", "300", "--epochs", "1", "--pretrain-epochs", "1",
+        "all", "--recipe", recipe, "--limit", "300", "--epochs", "1", "--pretrain-epochs", "1",
         "--cache", str(tmp_path / "cache"), "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -122,6 +123,7 @@ def test_training_smoke_trains_quantizes_and_serves(tmp_path: Path) -> None:
     assert card["verdict"] == {"reject_at": 0.5, "unsure_below": 0.6}
     assert card["rejects"]["lookalike"] and card["loso"] is None
     assert card["training"]["limit"] == 300 and card["size_bytes"] == out.stat().st_size
+    assert card["training"]["recipe"] == recipe
     assert set(card["accuracy"]) == {"float", "int8"}
 
     model = load_model(out, "cpu")
