@@ -4,7 +4,8 @@ and, for a model with an eleventh "not a digit" class, the probability that ink 
 Belongs here: finding a runtime (LiteRT, else tflite-runtime), choosing the accelerator,
 checking the file against its model card, quantizing inputs, dequantizing outputs and the
 card's temperature calibration.
-Synchronous and thread-confined: callers run `predict_batch` off the event loop, one at a time.
+Synchronous, one call at a time: the micro-batcher never overlaps batches (it runs them in its
+inference thread, or a lone cheap one on the event loop).
 """
 
 from __future__ import annotations

@@ -98,7 +98,8 @@ def _array(stroke: Points) -> npt.NDArray[np.float64]:
 class _Finished:
     """Finished strokes as validated arrays, by identity: a finished stroke is the same
     tuple in every snapshot of its canvas, so it is converted and validated once, not at
-    every prediction. Used from the batcher's one thread only; bounded, oldest out first."""
+    every prediction. Used by one batch at a time (the batcher never overlaps batches);
+    bounded, oldest out first."""
 
     def __init__(self, size: int = 1024) -> None:
         self.size = size
