@@ -29,7 +29,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine_line
-from bench.load import Server, free_port
+from bench.load import Server, free_port, latency_ms
 from client import DigitsClient, Prediction, ServerMessage
 from convert.data import UNIPEN_FILE, load_strokes
 
@@ -114,11 +114,6 @@ async def answered(seq: int, arrived: dict[int, float], news: asyncio.Event) -> 
     return seq in arrived
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkout", type=Path, action="append", help="tree to run (repeatable)")
@@ -137,7 +132,12 @@ def main() -> None:
                 for pause, r in asyncio.run(measure(url, digits, args.updates)).items():
                     sends = [b - a for b, a in zip(r.before, r.after, strict=True)]
                     runs.setdefault((str(tree), pause), []).append(
-                        (pct(r.before, 0.5), pct(r.before, 0.99), pct(sends, 0.5), r.missing)
+                        (
+                            latency_ms(r.before, 50),
+                            latency_ms(r.before, 99),
+                            latency_ms(sends, 50),
+                            r.missing,
+                        )
                     )
             finally:
                 server.stop()
