@@ -398,6 +398,14 @@ the honest one):
 fitted on {card.get("calibration", {}).get("what", "held-out drawings")}.
 ECE = expected calibration error of the top digit's probability, 15 equal bins.
 
+What the probability can honestly mean while drawing: `convert evaluate` also reports
+`ece_live`, the ECE over every digit's guess at 25, 50, 75 and 100% of its points pooled (a
+guess shown at p while drawing is right about p of the time). Calibrating each of those moments
+separately (`ece_prefix`) would need the server to know how much of the digit is still to come:
+a quarter of a 7 is a complete 1. `bench/calibration.py` measures this on the
+leave-one-source-out fold models, with maps that use only the ink and with one map per moment
+(which needs the future); its table is in docs/BENCHMARKS.md.
+
 ## Architecture
 
 {layers}

@@ -99,15 +99,25 @@ def _rate(mask: npt.NDArray[np.bool_]) -> float | None:
 
 
 def _prefix_report(
-    model: Model, drawings: list[Any], labels: npt.NDArray[np.intp], thresholds: Thresholds
-) -> tuple[dict[str, float | None], dict[str, Any]]:
-    """ECE, accuracy, mean confidence and verdicts with 25/50/75% of each digit's points."""
+    model: Model,
+    drawings: list[Any],
+    labels: npt.NDArray[np.intp],
+    thresholds: Thresholds,
+    complete: tuple[npt.NDArray[Any], npt.NDArray[np.bool_]],
+) -> tuple[dict[str, float | None], dict[str, Any], float | None]:
+    """ECE, accuracy, mean confidence and verdicts with 25/50/75% of each digit's points, and
+    the live ECE: over the complete digits (`complete`: their top-1 probabilities and
+    correctness) and the three prefixes together, each digit's guess as a drawer sees it at
+    those four moments."""
     eces: dict[str, float | None] = {}
     detail: dict[str, Any] = {}
+    seen_top, seen_correct = [complete[0]], [complete[1]]
     for f in PREFIX_FRACTIONS:
         scores = scores_all(model, _render([prefix(d, f) for d in drawings]))
         top = scores.digits.max(axis=1)
         correct = scores.digits.argmax(axis=1) == labels
+        seen_top.append(top)
+        seen_correct.append(correct)
         verdicts = _verdicts(scores, thresholds)
         eces[str(f)] = _nullable(ece(top, correct))
         detail[str(f)] = {
@@ -115,7 +125,8 @@ def _prefix_report(
             "confidence": float(top.mean()) if len(top) else None,
             "verdicts": {v: _rate(verdicts == v) for v in VERDICTS},
         }
-    return eces, detail
+    live = _nullable(ece(np.concatenate(seen_top), np.concatenate(seen_correct)))
+    return eces, detail, live
 
 
 def _nullable(x: float) -> float | None:
@@ -169,8 +180,12 @@ def evaluate_samples(
         "ece": _nullable(ece(top[is_digit], (predicted == labels)[is_digit])),
     }
     digit_drawings = [d for d, keep in zip(drawings, is_digit, strict=True) if keep]
-    result["ece_prefix"], result["prefix"] = _prefix_report(
-        model, digit_drawings, labels[is_digit], thresholds
+    result["ece_prefix"], result["prefix"], result["ece_live"] = _prefix_report(
+        model,
+        digit_drawings,
+        labels[is_digit],
+        thresholds,
+        (top[is_digit], (predicted == labels)[is_digit]),
     )
     if is_digit.any():
         result["confusion"] = confusion(labels[is_digit], predicted[is_digit])
@@ -258,7 +273,8 @@ def format_report(report: dict[str, Any]) -> str:
         ece_p = ", ".join(f"{k}: {_num(v)}" for k, v in r["ece_prefix"].items())
         lines.append(
             f"{path}: {r['count']} samples, accuracy {_pct(r['accuracy'])}, "
-            f"rejected {_pct(r['rejected'])}, ECE {_num(r['ece'])} (prefixes {ece_p})"
+            f"rejected {_pct(r['rejected'])}, ECE {_num(r['ece'])} (prefixes {ece_p}; "
+            f"live {_num(r.get('ece_live'))})"
         )
         if r.get("unseen_accuracy") is not None:
             lines.append(

@@ -179,12 +179,16 @@ def test_evaluate_json_reports_accuracy_rejection_and_calibration(tmp_path: Path
         assert {"count", "accuracy", "rejected", "per_label", "ece", "ece_prefix"} <= set(r)
     assert d["count"] == 60 and 0.9 <= d["accuracy"] <= 1 and 0 <= d["rejected"] <= 0.05
     assert set(d["ece_prefix"]) == {"0.25", "0.5", "0.75"}
-    assert all(0 <= v <= 1 for v in [d["ece"], *d["ece_prefix"].values()])
+    assert all(0 <= v <= 1 for v in [d["ece"], *d["ece_prefix"].values(), d["ece_live"]])
+    # the live ECE pools the four moments, each with every digit once: by the triangle
+    # inequality in each bin it is at most the mean of their four ECEs
+    assert d["ece_live"] <= (d["ece"] + sum(d["ece_prefix"].values())) / 4 + 1e-9
     assert sum(v["count"] for v in d["per_label"].values()) == 60
     assert all(set(v) == {"count", "accuracy", "rejected"} for v in d["per_label"].values())
     assert d["per_source"]["zzz"]["count"] == 60
     assert x["count"] == 30 and x["accuracy"] is None and x["ece"] is None
     assert x["ece_prefix"] == {"0.25": None, "0.5": None, "0.75": None}
+    assert x["ece_live"] is None
     assert set(x["per_label"]) <= {"A", "#", "O"} and x["per_label"]["A"]["accuracy"] is None
     assert x["per_label"]["A"]["rejected"] >= 0.8  # A and # look like no digit
     assert x["groups"]["lookalike"]["count"] == x["per_label"].get("O", {}).get("count", 0)
