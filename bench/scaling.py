@@ -9,6 +9,7 @@ predictions/s with p99 <= 100 ms. Server CPU is the whole process tree's (100% =
 Fan-out: two server processes A and B on one Redis; ROOMS rooms of one drawer on A and two
 watchers on B. Each drawer sends a points message every frame (--hz, 60), each point's x
 unique; latency is from sending it on A to a watcher on B receiving its `stroke` event.
+Drawers keep random phases of the frame (--lockstep: all at once, the worst burst).
 Redis figures come from INFO (commandstats, used_cpu_*) over the measured seconds; server
 CPU is each process's (A, B), and the load generator's own CPU is shown too (it shares the
 machine: 100% = one core).
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -142,7 +144,12 @@ def capacity(levels: list[int], seconds: float, redis_url: str) -> None:
 # ---- fan-out --------------------------------------------------------------------------------
 
 
-async def fan_out(redis_server: Redis, rooms: int, seconds: float, hz: float) -> None:
+async def fan_out(
+    redis_server: Redis, rooms: int, seconds: float, hz: float, lockstep: bool = False
+) -> None:
+    """Each drawer on process A streams points at `hz`; its two watchers on B hear them.
+    Drawers start at random phases of the period, as people do (`lockstep`: all together, the
+    worst burst), and keep it."""
     ports = [free_port(), free_port()]
     extra = [
         "--redis",
@@ -166,6 +173,8 @@ async def fan_out(redis_server: Redis, rooms: int, seconds: float, hz: float) ->
     async def drawer(c: DigitsClient, index: int, stop: float) -> None:
         nonlocal messages
         n = 0
+        if not lockstep:
+            await asyncio.sleep(random.Random(index).uniform(0, 1 / hz))
         while time.perf_counter() < stop:
             await c.start_stroke([[index, 0]])
             messages += 1
@@ -207,7 +216,8 @@ async def fan_out(redis_server: Redis, rooms: int, seconds: float, hz: float) ->
             s.stop()
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     print(f"\n## Cross-process fan-out: {rooms} rooms x 3 members (drawer on A, 2 watchers on B),"
-          f" {hz:g} points messages/s per drawer\n")  # fmt: skip
+          f" {hz:g} points messages/s per drawer"
+          f"{', all drawers in lockstep' if lockstep else ''}\n")  # fmt: skip
     print("| rooms | client messages/s | stroke events received | p50 ms | p99 ms "
           "| Redis commands/s | Redis commands per client message | Redis CPU "
           "| server CPU A / B | load generator CPU |")  # fmt: skip
@@ -229,6 +239,9 @@ def main() -> None:
     ap.add_argument("--rooms", type=int, default=100, help="rooms in the fan-out run")
     ap.add_argument("--hz", default="60", help="points messages per second per drawer (list)")
     ap.add_argument("--skip-capacity", action="store_true")
+    ap.add_argument(
+        "--lockstep", action="store_true", help="fan-out drawers all send at once (worst burst)"
+    )
     args = ap.parse_args()
     raise_open_file_limit()
     print(machine_line())
@@ -239,7 +252,7 @@ def main() -> None:
                 levels = [int(x) for x in args.levels.split(",") if x]
                 capacity(levels, args.seconds, store.url)
             for hz in [float(x) for x in args.hz.split(",") if x]:
-                asyncio.run(fan_out(store, args.rooms, args.seconds, hz))
+                asyncio.run(fan_out(store, args.rooms, args.seconds, hz, args.lockstep))
         finally:
             store.stop()
 
