@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import msgpack
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from protocol import Code, ProtocolError, ResumeError
 from server.roomlog import entry_key
@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LEASE_S = 3.0  # a process that has not said it is alive for this long is dead
-BLOCK_MS = 1000  # one XREAD waits this long for new entries at most
+BLOCK_MS = 1000  # one XREAD of the inbox waits this long for new entries at most
+INBOX_KEPT = 100_000  # a process's inbox keeps about this many entries (MAXLEN ~)
+INBOX_KEEP_MS = 30_000  # an inbox (and its rooms set) outlives a silent owner by this much
 EXPIRE_BATCH = 100  # parked sessions claimed per sweep
 ANSWERS_KEPT = 32  # a room's answers stream keeps about this many (MAXLEN ~)
 PREDICTOR_KEEP_MS = 30_000  # a room's predictor key outlives a silent owner by this much
@@ -125,6 +127,65 @@ end
 return out
 """
 
+# Appends, many at once (ARGV from 4: room, kind, data, maxlen per append): each to its
+# room's log (kind 'o') or answers stream (kind 'a', capped), and a copy of each to the inbox
+# of every process following the room (answers: not to their writer, which ignores its own).
+# Each inbox gets one entry per call, `m`: a msgpack list of [room, kind, id, id before, data].
+# A log entry names the entry before it, so that a follower that missed one (its inbox
+# trimmed, a lost reply) notices and reads the log again. One script: the copies are in the
+# order of the appends. Returns the ids.
+_APPEND = """
+local prefix, me, kept = ARGV[1], ARGV[2], ARGV[3]
+local ids, last, followers, boxes, order = {}, {}, {}, {}, {}
+for i = 4, #ARGV, 4 do
+  local room, kind, data, maxlen = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local stream = prefix .. (kind == 'o' and 'log:' or 'ans:') .. room
+  local prev = ''
+  if kind == 'o' then
+    prev = last[room]
+    if prev == nil then
+      local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+      prev = top[1] and top[1][1] or ''
+    end
+  end
+  local id
+  if maxlen == '' then
+    id = redis.call('XADD', stream, '*', kind, data)
+  else
+    id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', kind, data)
+  end
+  if kind == 'o' then last[room] = id end
+  ids[#ids + 1] = id
+  local fol = followers[room]
+  if fol == nil then
+    fol = redis.call('SMEMBERS', prefix .. 'fol:' .. room)
+    followers[room] = fol
+  end
+  for _, p in ipairs(fol) do
+    if kind == 'o' or p ~= me then
+      if boxes[p] == nil then boxes[p] = {}; order[#order + 1] = p end
+      local box = boxes[p]
+      box[#box + 1] = {room, kind, id, prev, data}
+    end
+  end
+end
+for _, p in ipairs(order) do
+  local inbox = prefix .. 'inbox:' .. p
+  redis.call('XADD', inbox, 'MAXLEN', '~', kept, '*', 'm', cmsgpack.pack(boxes[p]))
+end
+return ids
+"""
+
+# A dead process follows no room any more: out of every room's followers, inbox gone.
+_FORGET = """
+local rooms, inbox, prefix, pid = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+for _, room in ipairs(redis.call('SMEMBERS', rooms)) do
+  redis.call('SREM', prefix .. 'fol:' .. room, pid)
+end
+redis.call('DEL', rooms, inbox)
+return 1
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
@@ -147,11 +208,12 @@ return 1
 
 @dataclass(slots=True)
 class _Append:
-    """An XADD waiting for the next pipeline; `done` gets the entry's id (None: nobody
+    """An append (`_APPEND`) waiting for the next pipeline: kind "o" to the room's log, "a"
+    to its answers stream, capped at `maxlen`; `done` gets the entry's id (None: nobody
     waits)."""
 
-    key: str
-    field: bytes
+    room: str
+    kind: str
     data: bytes
     maxlen: int | None
     done: asyncio.Future[str] | None
@@ -191,13 +253,16 @@ class RedisStore(Store):
         self._orphans: Any = self.redis.register_script(_ORPHANS)
         self._claim: Any = self.redis.register_script(_CLAIM)
         self._release: Any = self.redis.register_script(_RELEASE)
+        self._append: Any = self.redis.register_script(_APPEND)
+        self._forget: Any = self.redis.register_script(_FORGET)
         self._dummy = token_hash(secrets.token_urlsafe(TOKEN_BYTES))
         self._following: dict[str, str] = {}  # room -> id of the last entry delivered
         self._answered: dict[str, str] = {}  # room -> id of the last answer delivered
         self._answers_start: dict[str, str] = {}  # room -> its newest answer, at `history`
+        self._joining: set[str] = set()  # followed, not yet in the room's followers set
         self._predicting: set[str] = set()  # rooms this process predicts
         self._follower: Follower | None = None
-        self._wake_id = "0-0"  # the stream is this process's own: every wake counts
+        self._inbox_id = "0-0"  # the inbox is this process's own: every entry counts
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._appends: list[_Append] = []  # waiting for XADD
@@ -214,6 +279,9 @@ class RedisStore(Store):
     def _answers(self, room: str) -> str:
         return self._k("ans", room)
 
+    def _inbox(self) -> str:
+        return self._k("inbox", self.process)
+
     # ---- lifetime -----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -228,13 +296,12 @@ class RedisStore(Store):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
+        with contextlib.suppress(RedisError, OSError, TimeoutError, ProtocolError):
             async with asyncio.timeout(UNAVAILABLE_S):  # alive no more; left in `procs`, so
                 # that a sweeper claims any session that could not be parked
-                await self.redis.delete(
-                    self._k("proc", self.process), self._k("wake", self.process)
-                )
+                await self.redis.delete(self._k("proc", self.process))
                 await self.redis.hdel(self._k("predicting"), self.process)
+                await self._forget_process(self.process)
         await self.redis.aclose()
         await self._reader.aclose()
 
@@ -243,6 +310,8 @@ class RedisStore(Store):
         try:
             async with asyncio.timeout(UNAVAILABLE_S):
                 return await work
+        except NoScriptError:
+            raise  # the caller loads the script
         except (RedisError, OSError, TimeoutError) as exc:
             log.debug("redis: %s", type(exc).__name__)
             raise unavailable() from None
@@ -255,6 +324,8 @@ class RedisStore(Store):
                     pipe.set(self._k("proc", self.process), 1, px=round(LEASE_S * 1000))
                     pipe.zadd(self._k("procs"), {self.process: self.clock()})
                     pipe.hset(self._k("predicting"), self.process, len(self._predicting))
+                    pipe.pexpire(self._inbox(), INBOX_KEEP_MS)
+                    pipe.pexpire(self._k("proc", self.process, "rooms"), INBOX_KEEP_MS)
                     await self._call(pipe.execute())
                 await self._claim_predictors(list(self._following))
             await asyncio.sleep(LEASE_S / 3)
@@ -329,23 +400,31 @@ class RedisStore(Store):
     # ---- logs ---------------------------------------------------------------------------
 
     async def append(self, room_id: str, data: bytes) -> str:
-        """XADD, sent with the other appends of this moment in one pipeline (one round trip
-        for all the connections that drew meanwhile)."""
+        """Append to the room's log (and its followers' inboxes), sent with the other appends
+        of this moment in one pipeline (one round trip for all the connections that drew
+        meanwhile)."""
         done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._queue(_Append(self._log(room_id), b"o", data, None, done))
+        self._queue(_Append(room_id, "o", data, None, done))
         return await done
 
     async def compact(self, room_id: str, seed: bytes, upto: str) -> None:
-        """XADD the seed, then XTRIM MINID just past `upto`, in one transaction."""
+        """Append the seed, then XTRIM MINID just past `upto`, in one transaction."""
         ms, n = entry_key(upto)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self._log(room_id), {"o": seed})
+            pipe.eval(_APPEND, 0, *self._append_args([_Append(room_id, "o", seed, None, None)]))
             pipe.xtrim(self._log(room_id), minid=f"{ms}-{n + 1}", approximate=False)
             await self._call(pipe.execute())
 
     def publish(self, room_id: str, answer: bytes) -> None:
-        """XADD to the room's answers stream (capped), in the next pipeline of appends."""
-        self._queue(_Append(self._answers(room_id), b"a", answer, ANSWERS_KEPT, None))
+        """Append to the room's answers stream (capped) and the other followers' inboxes, in
+        the next pipeline of appends."""
+        self._queue(_Append(room_id, "a", answer, ANSWERS_KEPT, None))
+
+    def _append_args(self, batch: list[_Append]) -> list[Any]:
+        args: list[Any] = [self.prefix, self.process, INBOX_KEPT]
+        for a in batch:
+            args += [a.room, a.kind, a.data, "" if a.maxlen is None else a.maxlen]
+        return args
 
     def _queue(self, append: _Append) -> None:
         self._appends.append(append)
@@ -356,10 +435,7 @@ class RedisStore(Store):
         while self._appends:
             batch, self._appends = self._appends, []
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for a in batch:
-                        pipe.xadd(a.key, {a.field: a.data}, maxlen=a.maxlen, approximate=True)
-                    ids = await self._call(pipe.execute())
+                ids = await self._send_appends(batch)
             except ProtocolError:
                 for a in batch:
                     if a.done is not None and not a.done.done():
@@ -368,6 +444,20 @@ class RedisStore(Store):
             for a, entry_id in zip(batch, ids, strict=True):
                 if a.done is not None and not a.done.done():
                     a.done.set_result(entry_id.decode())
+
+    async def _send_appends(self, batch: list[_Append]) -> list[bytes]:
+        """All the appends of this moment in one script call (by its SHA: redis-py's Script
+        would ask SCRIPT EXISTS first). A Redis that lost its scripts (restarted) answers
+        NOSCRIPT and ran none of them: it is given the script and the call again."""
+        args = self._append_args(batch)
+        try:
+            return list(await self._call(self.redis.evalsha(self._append.sha, 0, *args)))
+        except NoScriptError:
+            await self._call(self.redis.script_load(_APPEND))
+        try:
+            return list(await self._call(self.redis.evalsha(self._append.sha, 0, *args)))
+        except NoScriptError:
+            raise unavailable() from None
 
     async def history(self, room_id: str) -> list[tuple[str, bytes]]:
         """The log (XRANGE) and, for `follow`, where the answers stream stands."""
@@ -382,64 +472,143 @@ class RedisStore(Store):
         self._follower = follower
         self._following[room_id] = after
         self._answered[room_id] = self._answers_start.pop(room_id, "0-0")
+        self._joining.add(room_id)
         self._later(self._wake())
         self._later(self._claim_predictors([room_id]))
 
     def unfollow(self, room_id: str) -> None:
         self._following.pop(room_id, None)
         self._answered.pop(room_id, None)
+        self._joining.discard(room_id)
+        self._later(self._leave(room_id))
         if room_id in self._predicting:
             self._predicting.discard(room_id)
             key = self._k("pred", room_id)
             self._later(self._call(self._release(keys=[key], args=[self.process])))
 
-    async def _wake(self) -> None:
-        """Interrupt the follower's XREAD so that it reads the new set of rooms."""
+    async def _leave(self, room: str) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(self._k("wake", self.process), {"w": 1}, maxlen=1)
-            pipe.pexpire(self._k("wake", self.process), round(LEASE_S * 1000))
+            pipe.srem(self._k("fol", room), self.process)
+            pipe.srem(self._k("proc", self.process, "rooms"), room)
             await self._call(pipe.execute())
 
+    async def _forget_process(self, pid: str) -> None:
+        keys = [self._k("proc", pid, "rooms"), self._k("inbox", pid)]
+        await self._call(self._forget(keys=keys, args=[self.prefix, pid]))
+
+    async def _wake(self) -> None:
+        """Interrupt the inbox's XREAD so that the rooms just followed join their followers."""
+        await self._call(self.redis.xadd(self._inbox(), {"w": 1}, maxlen=INBOX_KEPT))
+
     async def _follow_logs(self) -> None:
-        """One XREAD for every room followed here; entries go to the hub in log order."""
+        """One XREAD of this process's inbox, which holds the entries and answers of every
+        room it follows in the order they were appended; they go to the hub in log order."""
         pause = 0.05
         while True:
-            streams = {self._log(room): last for room, last in self._following.items()}
-            streams.update({self._answers(room): last for room, last in self._answered.items()})
-            streams[self._k("wake", self.process)] = self._wake_id
             try:
-                reply = await self._reader.xread(streams, count=1000, block=BLOCK_MS)  # type: ignore[arg-type]
-            except (RedisError, OSError) as exc:
+                await self._join()
+                reply = await self._reader.xread(
+                    {self._inbox(): self._inbox_id}, count=1000, block=BLOCK_MS
+                )
+            except (RedisError, OSError, ProtocolError) as exc:
                 log.warning("redis unreachable (%s); retrying in %.2f s", type(exc).__name__, pause)
                 await asyncio.sleep(pause)
                 pause = min(1.0, pause * 2)
                 continue
             pause = 0.05
-            replies = [(key.decode(), entries) for key, entries in reply or []]
-            answers = self._k("ans", "")
-            for key, entries in sorted(replies, key=lambda r: r[0].startswith(answers)):
-                await self._deliver(key, entries)  # logs first: answers follow their ink
+            entries = reply[0][1] if reply else []
+            if not entries:
+                continue
+            self._inbox_id = entries[-1][0].decode()
+            logs: dict[str, list[tuple[str, str, bytes]]] = {}
+            answers: dict[str, list[tuple[str, bytes]]] = {}
+            for _, fields in entries:
+                packed = fields.get(b"m")
+                if packed is None:
+                    continue  # a wake-up
+                for room_b, kind, entry_id, before, data in msgpack.unpackb(packed, raw=True):
+                    room = room_b.decode()
+                    if kind == b"o":
+                        logs.setdefault(room, []).append((entry_id.decode(), before.decode(), data))
+                    else:
+                        answers.setdefault(room, []).append((entry_id.decode(), data))
+            for room, got in logs.items():  # logs first: answers follow their ink
+                await self._deliver_entries(room, got)
+            for room, said in answers.items():
+                await self._deliver_answers(room, said)
 
-    async def _deliver(self, key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        if key == self._k("wake", self.process):
-            self._wake_id = entries[-1][0].decode()
+    async def _join(self) -> None:
+        """Rooms just followed join their followers' sets, then get what their log and
+        answers gained since `history` (what also reaches the inbox is skipped later, by id)."""
+        while self._joining:
+            rooms = sorted(self._joining)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for room in rooms:
+                    pipe.sadd(self._k("fol", room), self.process)
+                    pipe.sadd(self._k("proc", self.process, "rooms"), room)
+                pipe.pexpire(self._k("proc", self.process, "rooms"), INBOX_KEEP_MS)
+                await self._call(pipe.execute())
+            for room in rooms:
+                if room in self._following:
+                    await self._catch_up(room)
+                else:  # unfollowed while joining: its leaving may have gone first
+                    await self._leave(room)
+                self._joining.discard(room)
+
+    async def _catch_up(self, room: str) -> None:
+        """What the room's log and answers hold past what was delivered here."""
+        last, said = self._following.get(room), self._answered.get(room)
+        if last is None or said is None:
             return
-        follower, logs = self._follower, self._k("log", "")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xrange(self._log(room), min=f"({last}")
+            pipe.xrange(self._answers(room), min=f"({said}")
+            entries, answers = await self._call(pipe.execute())
+        await self._deliver_entries(room, [(i.decode(), "", f[b"o"]) for i, f in entries], True)
+        await self._deliver_answers(room, [(i.decode(), f[b"a"]) for i, f in answers])
+
+    async def _deliver_entries(
+        self, room: str, got: list[tuple[str, str, bytes]], complete: bool = False
+    ) -> None:
+        """Entries (id, id before it, data) in log order; those already delivered are
+        skipped, and one whose predecessor was never delivered (`complete`: the list is the
+        log itself) sends this process back to the log for what it missed."""
+        last, follower = self._following.get(room), self._follower
+        if last is None or follower is None:
+            return
+        fresh: list[tuple[str, bytes]] = []
+        for entry_id, before, data in got:
+            if entry_key(entry_id) <= entry_key(last):
+                continue
+            if not complete and before != last:
+                await self._deliver(follower, room, fresh)
+                await self._catch_up(room)  # delivers the rest of `got` from the log
+                return
+            fresh.append((entry_id, data))
+            last = entry_id
+        await self._deliver(follower, room, fresh)
+
+    async def _deliver(self, follower: Follower, room: str, fresh: list[tuple[str, bytes]]) -> None:
+        if not fresh or room not in self._following:
+            return
+        self._following[room] = fresh[-1][0]
         try:
-            if key.startswith(logs):
-                room = key[len(logs) :]
-                if room not in self._following or follower is None:
-                    return
-                self._following[room] = entries[-1][0].decode()
-                await follower.on_entries(room, [(i.decode(), f[b"o"]) for i, f in entries])
-            else:
-                room = key[len(self._k("ans", "")) :]
-                if room not in self._answered or follower is None:
-                    return
-                self._answered[room] = entries[-1][0].decode()
-                await follower.on_answers(room, [f[b"a"] for _, f in entries])
+            await follower.on_entries(room, fresh)
         except Exception:
             log.exception("a room's entries could not be applied")
+
+    async def _deliver_answers(self, room: str, said: list[tuple[str, bytes]]) -> None:
+        last, follower = self._answered.get(room), self._follower
+        if last is None or follower is None:
+            return
+        fresh = [(i, data) for i, data in said if entry_key(i) > entry_key(last)]
+        if not fresh:
+            return
+        self._answered[room] = fresh[-1][0]
+        try:
+            await follower.on_answers(room, [data for _, data in fresh])
+        except Exception:
+            log.exception("a room's answers could not be applied")
 
     # ---- sessions -----------------------------------------------------------------------
 
@@ -526,6 +695,7 @@ class RedisStore(Store):
             args = [now + self.grace_s, keep, self.prefix]
             await self._call(self._orphans(keys=keys, args=args))
             await self._call(self.redis.hdel(self._k("predicting"), pid))
+            await self._forget_process(pid)
 
     def _later(self, work: Awaitable[None]) -> None:
         async def run() -> None:
