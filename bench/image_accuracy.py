@@ -97,7 +97,7 @@ def png(pixels: npt.NDArray[np.uint8]) -> bytes:
     return out.getvalue()
 
 
-def accuracy(model: Model, files: list[bytes], labels: Sequence[int]) -> float:
+def accuracy(model: Model, files: list[bytes], labels: Sequence[int] | npt.NDArray[Any]) -> float:
     images = np.stack([preprocess(f) for f in files])
     predicted = np.concatenate(
         [model.predict_batch(images[i : i + 128]).argmax(1) for i in range(0, len(images), 128)]
@@ -175,7 +175,8 @@ def unipen_rows(model: Model, count: int, seed: int) -> list[tuple[str, int, flo
     if count:
         samples = samples[:count]
     labels = [int(s.label) for s in samples if s.label is not None]
-    raster = np.stack([rasterize(s.strokes) for s in samples])
+    drawn = [rasterize(s.strokes) for s in samples]
+    raster = np.stack([img for img in drawn if img is not None])  # labelled digits have ink
     reference = float((model.predict_batch(raster).argmax(1) == np.asarray(labels)).mean())
     rows = [("UNIPEN dev as strokes (server.raster, reference)", len(samples), reference)]
     for name, style_of in unipen_styles().items():

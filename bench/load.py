@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from client.replay import percentile
 from convert.data import UNIPEN_FILE, load_strokes
 
 FRAME_S = 1 / 60
-Strokes = list[list[list[float]]]
+Strokes = Sequence[Sequence[Sequence[float]]]
 
 
 @dataclass
@@ -97,7 +97,7 @@ async def draw_digit(
 
 
 async def drawer_loop(
-    client: DigitsClient, me: Drawer, digits: list[Strokes], stop: float, seed: int
+    client: DigitsClient, me: Drawer, digits: Sequence[Strokes], stop: float, seed: int
 ) -> None:
     rng = random.Random(seed)
     await asyncio.sleep(rng.uniform(0, 0.5))  # people do not start in lockstep
@@ -187,7 +187,7 @@ async def open_many(
 
 
 async def run_level(
-    server: Server, digits: list[Strokes], drawers: int, idle: int, seconds: float
+    server: Server, digits: Sequence[Strokes], drawers: int, idle: int, seconds: float
 ) -> dict[str, float]:
     ws_url = server.url.replace("http", "ws") + "/ws"
     connector = aiohttp.TCPConnector(limit=0)

@@ -38,15 +38,17 @@ def baseline(strokes: list[Any], canvas: int = 512) -> npt.NDArray[np.float32]:
     for s in pts:
         q = np.rint((s - lo) / span * (canvas - 1)).astype(int)
         for (x0, y0), (x1, y1) in itertools.pairwise(q):
-            rr, cc = line(y0, x0, y1, x1)
+            rr, cc = line(y0, x0, y1, x1)  # type: ignore[no-untyped-call]
             img[rr, cc] = 1.0
         img[q[:, 1], q[:, 0]] = 1.0
-    img = dilation(img, disk(canvas // 40))
+    img = dilation(img, disk(canvas // 40))  # type: ignore[no-untyped-call]
     rows, cols = np.nonzero(img)
     crop = img[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     h, w = crop.shape
     scale = 20.0 / max(h, w)
-    small = resize(crop, (max(1, round(h * scale)), max(1, round(w * scale))), anti_aliasing=True)
+    small = resize(  # type: ignore[no-untyped-call]
+        crop, (max(1, round(h * scale)), max(1, round(w * scale))), anti_aliasing=True
+    )
     out = np.zeros((28, 28), np.float32)
     top, left = (28 - small.shape[0]) // 2, (28 - small.shape[1]) // 2
     out[top : top + small.shape[0], left : left + small.shape[1]] = small
