@@ -38,7 +38,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine_line
-from client import DigitsClient, Prediction, ServerMessage
+from bench.drawer import Drawer
+from client import DigitsClient
 from client.replay import percentile
 from convert.data import UNIPEN_FILE, load_strokes
 
@@ -127,15 +128,12 @@ async def _drain(ws: aiohttp.ClientWebSocketResponse, flood: Flood, answered: li
 
 
 @dataclass
-class Healthy:
-    finals: list[float] = field(default_factory=list)  # recognize -> final answer, s
-    live: list[float] = field(default_factory=list)  # update -> its live prediction, s
-    sent_at: dict[int, float] = field(default_factory=dict)
-    failures: int = 0
+class Healthy(Drawer):
+    """The healthy client: its live updates timed as every drawer's (bench/drawer.py), and
+    each digit's recognize -> final answer."""
 
-    def on_message(self, msg: ServerMessage, received: float) -> None:
-        if isinstance(msg, Prediction) and not msg.final and msg.seq in self.sent_at:
-            self.live.append(received - self.sent_at.pop(msg.seq))
+    finals: list[float] = field(default_factory=list)  # recognize -> final answer, s
+    failures: int = 0
 
 
 async def _draw(client: DigitsClient, me: Healthy, strokes: Strokes, rng: random.Random) -> None:
@@ -143,13 +141,13 @@ async def _draw(client: DigitsClient, me: Healthy, strokes: Strokes, rng: random
     answer, timed."""
     interval = rng.uniform(0.008, 0.016)
     for stroke in strokes:
-        me.sent_at[await client.start_stroke(stroke[:1])] = time.perf_counter()
+        await me.send(client.start_stroke(stroke[:1]))
         started, due = time.perf_counter(), 1
         while due < len(stroke):
             await asyncio.sleep(1 / 60)
             upto = min(len(stroke), 1 + int((time.perf_counter() - started) / interval))
             if upto > due:
-                me.sent_at[await client.points(stroke[due:upto])] = time.perf_counter()
+                await me.send(client.points(stroke[due:upto]))
                 due = upto
         await client.end_stroke()
     t0 = time.perf_counter()
@@ -207,8 +205,8 @@ async def scenario(
         "digits": len(me.finals),
         "final_p50": _ms(me.finals, 50),
         "final_max": 1000 * max(me.finals, default=float("nan")),
-        "live_p50": _ms(me.live, 50),
-        "live_p99": _ms(me.live, 99),
+        "live_p50": _ms(me.latencies, 50),
+        "live_p99": _ms(me.latencies, 99),
         "rss0": rss0,
         "rss_growth": peak[0] - rss0,
         "accepted_pts_s": flood.applied_points / elapsed,
