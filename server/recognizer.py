@@ -8,9 +8,9 @@ No sockets, no canvas state.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +35,7 @@ class Outcome:
     bbox: Bbox | None
     error: str | None = None
     not_digit: float = 0.0  # P(the ink is not a digit)
-    top: tuple[Guess, ...] = ()  # all ten digits, most probable first (`ranked`)
+    top: Sequence[Guess] = ()  # all ten digits, most probable first (`ranked`)
 
 
 def bounds(ink: tuple[Points, ...], arrays: list[npt.NDArray[np.float64]]) -> Bbox:
@@ -162,19 +162,50 @@ def predict_ink(
     return out
 
 
-def ranked(probs: npt.NDArray[np.float32]) -> tuple[Guess, ...]:
+class Ranking(Sequence[Guess]):
+    """All ten digits, most probable first, with probabilities rounded to 6 places. The
+    Guess objects are made for what is read (a member's top_k), not for all ten of every
+    prediction; it compares equal to any sequence of the same guesses."""
+
+    __slots__ = ("_digits", "_ps")
+
+    def __init__(self, digits: list[int], ps: list[float]) -> None:
+        self._digits, self._ps = digits, ps
+
+    def __len__(self) -> int:
+        return len(self._digits)
+
+    @overload
+    def __getitem__(self, i: int) -> Guess: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Guess, ...]: ...
+    def __getitem__(self, i: int | slice) -> Guess | tuple[Guess, ...]:
+        if isinstance(i, slice):
+            return tuple(map(Guess, self._digits[i], [round(p, 6) for p in self._ps[i]]))
+        return Guess(self._digits[i], round(self._ps[i], 6))
+
+    def __iter__(self) -> Iterator[Guess]:
+        return iter(self[:])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Ranking({tuple(self)!r})"
+
+
+def ranked(probs: npt.NDArray[np.float32]) -> Ranking:
     """All ten digits, most probable first."""
     return ranked_batch(probs[None])[0]
 
 
-def ranked_batch(probs: npt.NDArray[np.float32]) -> list[tuple[Guess, ...]]:
+def ranked_batch(probs: npt.NDArray[np.float32]) -> list[Ranking]:
     """`ranked` for each row of (N, 10) probabilities, sorted in one numpy call."""
     order = np.argsort(-probs, axis=1, kind="stable")
     ps = np.take_along_axis(probs, order, axis=1).astype(np.float64).tolist()
-    return [
-        tuple(map(Guess, digits, map(round, row, itertools.repeat(6, len(row)))))
-        for digits, row in zip(order.tolist(), ps, strict=True)
-    ]
+    return list(map(Ranking, order.tolist(), ps))
 
 
 def preview_bytes(image: Image) -> bytes:
@@ -188,7 +219,7 @@ class Answer:
     cut per member by `for_member`."""
 
     snapshot: Snapshot
-    top: tuple[Guess, ...] = ()  # all ten, most probable first; () for empty ink
+    top: Sequence[Guess] = ()  # all ten, most probable first; () for empty ink
     bbox: Bbox | None = None
     image: Image | None = None
     verdict: str | None = None  # digit | unsure | not_digit (server/verdict.py); None: empty
@@ -207,7 +238,7 @@ class Answer:
         if preview and self._preview is None and self.image is not None:
             self._preview = preview_bytes(self.image)
         image = self._preview if preview else None
-        top = self.top[:top_k]
+        top = tuple(self.top[:top_k])  # a Ranking makes only these
         return Prediction(
             snap.seq(member), snap.final, False, top, self.bbox, strokes, image, self.verdict
         )

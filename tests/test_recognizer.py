@@ -53,6 +53,8 @@ def test_ranked_lists_every_digit_most_probable_first() -> None:
     assert [g.digit for g in top[:4]] == [1, 3, 7, 0] and len(top) == 10
     flipped = probs[::-1].copy()
     assert ranked_batch(np.stack([probs, flipped])) == [top, ranked(flipped)]
+    assert top[:2] == (Guess(1, 0.5), Guess(3, 0.3)) and type(top[:2]) is tuple  # rounded
+    assert top[0] == Guess(1, 0.5) and tuple(top) == top and top != ranked(flipped)
 
 
 def test_each_member_gets_its_seq_its_top_k_and_its_preview() -> None:
