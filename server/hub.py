@@ -95,6 +95,7 @@ class Hub:
         self._early: dict[str, list[Answer]] = {}  # answers of ink not applied here yet
         self._uncompacted: dict[str, int] = {}  # room -> entries applied since its last seed
         self._open_saves: dict[str, asyncio.TimerHandle] = {}  # member -> its next solo save
+        self._records: dict[str, asyncio.Task[None]] = {}  # resume token -> its last write
         self._in_flight: dict[str, deque[asyncio.Task[None]]] = {}  # member -> its room ink
 
     def drawing(self, canvas: Canvas) -> Drawing:
@@ -215,14 +216,40 @@ class Hub:
             solo = roomlog.seed_of(drawing.canvas) if room is None else None
             record = SessionRecord(session.member, room, solo)
             token = session.identity.resume_token
-            await self.store.park(token, record, deadline)
+            await self._in_order(token, self.store.park(token, record, deadline))
 
     def _record(self, session: Session) -> None:
         """A shared store records where a live session is, for resuming it elsewhere."""
         if self.store.shared:
             room = session.drawing.room if session.drawing is not None else None
             record = SessionRecord(session.member, room)
-            self._spawn(self.store.register(session.identity.resume_token, record))
+            token = session.identity.resume_token
+            self._in_order(token, self.store.register(token, record))
+
+    def _in_order(self, token: str, write: Coroutine[None, None, None]) -> asyncio.Task[None]:
+        """Write a session's record after the writes of it already under way (on pooled
+        connections two writes could land in either order: a hello's record after the
+        share's, or after the park, would say the wrong room, or live)."""
+        before = self._records.get(token)
+
+        async def after() -> None:
+            try:
+                if before is not None:
+                    await asyncio.wait([before])
+            except asyncio.CancelledError:
+                write.close()  # never started
+                raise
+            await write
+
+        task = self._spawn(after())
+        self._records[token] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self._records.get(token) is t:
+                del self._records[token]
+
+        task.add_done_callback(done)
+        return task
 
     # ---- ink ----------------------------------------------------------------------------
 
@@ -610,10 +637,11 @@ class Hub:
         """Whether background steps (parking, fan-out of dropped members) are under way."""
         return bool(self._tasks)
 
-    def _spawn(self, work: Coroutine[None, None, None]) -> None:
+    def _spawn(self, work: Coroutine[None, None, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(self._logged(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     @staticmethod
     async def _logged(work: Coroutine[None, None, None]) -> None:

@@ -44,6 +44,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.recognizer import Answer, Recognizer
 from server.session import Identity, Session
+from server.store import MemoryStore, SessionRecord
 
 pytestmark = pytest.mark.asyncio
 
@@ -397,3 +398,46 @@ async def test_recognize_beyond_what_may_wait_is_overloaded_and_the_session_goes
     await send(conn, Recognize(99))  # room again
     await settle(conn)
     assert predictions(peer.sent())[-1] == (99, True, 1)
+
+
+class HeldStore(MemoryStore):
+    """A shared store whose first session-record write waits for `gate` (a slow pooled
+    connection); it notes the order in which the writes land."""
+
+    shared = True
+
+    def __init__(self) -> None:
+        super().__init__(10, 10, 60.0)
+        self.gate = asyncio.Event()
+        self.parked = asyncio.Event()
+        self.landed: list[tuple[str, str]] = []
+
+    async def register(self, token: str, record: SessionRecord) -> None:
+        if not self.landed and not self.gate.is_set():
+            await self.gate.wait()
+        self.landed.append(("register", token))
+
+    async def park(self, token: str, record: SessionRecord, deadline: float) -> None:
+        self.landed.append(("park", token))
+        self.parked.set()
+
+    async def save_solo(self, token: str, seed: dict[str, Any]) -> None:
+        pass
+
+
+async def test_a_sessions_record_is_written_in_the_order_of_its_changes() -> None:
+    """The hello's record (held up) lands before the park that came after it: a record
+    written live after its park would make the session unresumable elsewhere."""
+    world = World()
+    store = HeldStore()
+    world.hub = Hub(world.limits, world.hub.recognizer, world.metrics, world.clock, store)
+    conn, _ = await world.hello()
+    token = conn.session.identity.resume_token
+    conn.abandon()  # the socket dropped: parked
+    for _ in range(10):  # turns of the loop (no clock): every task that can run, runs
+        await asyncio.sleep(0)
+    assert store.landed == []  # the park waits for the register before it
+    store.gate.set()
+    async with asyncio.timeout(5):
+        await store.parked.wait()
+    assert store.landed == [("register", token), ("park", token)]
