@@ -23,7 +23,9 @@ from typing import Any, TypeVar
 
 import msgpack
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError, NoScriptError, RedisError
 
 from protocol import Code, ProtocolError, ResumeError
 from server.roomlog import entry_key
@@ -242,7 +244,11 @@ class RedisStore(Store):
         self.remember_ms = round(1000 * (10 * grace_s if remember_s is None else remember_s))
         self.clock = clock
         self.process = secrets.token_hex(6)
-        opts: dict[str, Any] = {"socket_connect_timeout": UNAVAILABLE_S / 2}
+        # A pooled connection that Redis closed (a restart) fails its next command: that is
+        # tried once more on a new connection. Only connection errors: a command that timed
+        # out may have run, and running an append twice would draw its ink twice.
+        retry = Retry(NoBackoff(), 1, supported_errors=(ConnectionError,))
+        opts: dict[str, Any] = {"socket_connect_timeout": UNAVAILABLE_S / 2, "retry": retry}
         # redis-py's replies are typed as unions of every reply shape: typed Any here, and
         # each reply is read where it arrives.
         self.redis: Any = aioredis.Redis.from_url(url, socket_timeout=UNAVAILABLE_S, **opts)
