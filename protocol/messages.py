@@ -43,6 +43,7 @@ class Limits:
     max_rooms_per_client: int = 20
     room_empty_ttl_s: float = 300.0
     resume_grace_s: float = 60.0
+    room_predictions_per_second: float = 20.0
 
     def to_wire(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

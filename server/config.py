@@ -73,6 +73,8 @@ _HELP = {
     "max_rooms_per_client": "shared sessions created from one client IP address, alive at once",
     "room_empty_ttl_s": "a shared session empty this long is gone, tokens and all",
     "resume_grace_s": "how long a dropped session waits for its resume token",
+    "room_predictions_per_second": "most live predictions a shared session makes per second "
+    "(0: no limit; solo drawings are never paced)",
 }
 
 

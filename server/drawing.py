@@ -8,6 +8,7 @@ connections (`Endpoint`). Knows asyncio, not aiohttp; decides nothing about ink.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -56,8 +57,13 @@ class Drawing:
         recognizer: Recognizer,
         metrics: Metrics,
         clock: Callable[[], float] = time.perf_counter,
+        room_rate: float = 0.0,
     ) -> None:
         self.canvas, self.recognizer, self.metrics, self.clock = canvas, recognizer, metrics, clock
+        # As a room, at most `room_rate` live predictions a second (0: as fast as the model
+        # goes); each goes to every member and, on many processes, through Redis.
+        self.room_interval = 1.0 / room_rate if room_rate > 0 else 0.0
+        self._final_due = asyncio.Event()  # a recognize cuts a pause short
         self.pipeline: Pipeline[Snapshot] = Pipeline(canvas.snapshot)
         self.online: dict[str, Endpoint] = {}
         self._since: dict[str, int] = {}  # member -> canvas version of the state it was shown
@@ -116,6 +122,7 @@ class Drawing:
 
     def final(self, member: str, seq: int | None) -> None:
         self.canvas.see(member, seq)
+        self._final_due.set()
         self._run(self.pipeline.final(self.canvas.snapshot(final=True, asker=member)))
 
     def touch(self) -> None:
@@ -198,13 +205,26 @@ class Drawing:
     async def _predict(self, job: Snapshot | None) -> None:
         """Predict jobs until the pipeline has none: the one place predictions are made."""
         while job is not None:
+            began = asyncio.get_running_loop().time()
             try:
                 owner = next((ep.address for ep in self.online.values()), None)
                 answer = await self.recognizer.predict(job, self.pipeline.refresh, owner)
                 await self._deliver(answer)
             except Exception as exc:  # every failure goes to the funnel; the pipeline goes on
                 await self._failed(job, exc)
+            if not job.final and self.room is not None and self.room_interval:
+                await self._pause(began + self.room_interval)
             job = self.pipeline.done()
+
+    async def _pause(self, until: float) -> None:
+        """A room's next live prediction waits until `until` (ink meanwhile coalesces into
+        it, the pipeline being busy); a recognize does not wait."""
+        rest = until - asyncio.get_running_loop().time()
+        if rest <= 0 or self.pipeline.finals:
+            return
+        self._final_due.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._final_due.wait(), rest)
 
     async def _deliver(self, answer: Answer) -> None:
         snap = answer.snapshot

@@ -79,6 +79,7 @@ class Hub:
         self.ink_limits = InkLimits.of(limits)
         self.recognizer, self.metrics, self.clock = recognizer, metrics, clock
         self.grace_s = limits.resume_grace_s
+        self.room_rate = limits.room_predictions_per_second
         self.store: Store = store or MemoryStore(
             limits.max_rooms, limits.max_rooms_per_client, limits.room_empty_ttl_s
         )
@@ -99,7 +100,7 @@ class Hub:
         self._in_flight: dict[str, deque[asyncio.Task[None]]] = {}  # member -> its room ink
 
     def drawing(self, canvas: Canvas) -> Drawing:
-        return Drawing(canvas, self.recognizer, self.metrics)
+        return Drawing(canvas, self.recognizer, self.metrics, room_rate=self.room_rate)
 
     def solo(self, member: str, seq: int | None = None) -> Drawing:
         """A new drawing of one drawer."""

@@ -441,3 +441,31 @@ async def test_a_sessions_record_is_written_in_the_order_of_its_changes() -> Non
     async with asyncio.timeout(5):
         await store.parked.wait()
     assert store.landed == [("register", token), ("park", token)]
+
+
+async def test_a_rooms_live_predictions_are_paced_and_a_recognize_is_not() -> None:
+    """At 4 a second, ink drawn right after a live prediction waits for the next one, which
+    covers all of it; a recognize during the pause is answered at once."""
+    world = World(room_predictions_per_second=4.0)
+    conn, peer = await world.hello()
+    await send(conn, Share(seq=1))
+    assert isinstance(await peer.next(), Shared)
+    loop = asyncio.get_running_loop()
+
+    async def next_prediction() -> tuple[Prediction, float]:
+        while not isinstance(msg := await peer.next(), Prediction):
+            pass
+        return msg, loop.time()
+
+    await send(conn, Start(((0, 0),), seq=2))
+    first, t1 = await next_prediction()
+    await send(conn, Start(((1, 1),), seq=3), Start(((2, 2),), seq=4))  # during the pause
+    second, t2 = await next_prediction()
+    assert (first.seq, first.final, second.seq, second.strokes) == (2, False, 4, 3)
+    assert t2 - t1 >= 0.2  # a quarter of a second after the first began, less its run
+    await send(conn, Start(((3, 3),), seq=5), Recognize(seq=6))
+    final, t3 = await next_prediction()
+    assert (final.seq, final.final, final.strokes) == (6, True, 4)
+    assert t3 - t2 < 0.25  # not held until the pause was over
+    await settle(conn)
+    assert predictions(peer.sent()) == []  # the final covered the ink: no live one after it

@@ -119,9 +119,17 @@ async def inferred(proc: ServerProcess) -> float:
 
 
 async def test_members_on_two_processes_see_one_order_and_the_same_predictions(
-    two: list[ServerProcess],
+    redis_server: RedisServer,
 ) -> None:
-    one, other = two
+    """Unpaced rooms (--room-predictions-per-second 0): many live answers to compare."""
+    with contextlib.ExitStack() as stack:
+        one, other = servers(redis_server.url, 2, "--room-predictions-per-second", "0")
+        for proc in (one, other):
+            stack.callback(proc.stop)
+        await _one_order_and_the_same_predictions(one, other)
+
+
+async def _one_order_and_the_same_predictions(one: ServerProcess, other: ServerProcess) -> None:
     first, second = unipen_digits()[3], unipen_digits()[17]
     async with connect(one.url) as a:
         shared = await a.share()  # `one` is the room's predictor: the room began there
