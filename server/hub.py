@@ -219,13 +219,22 @@ class Hub:
             token = session.identity.resume_token
             await self._in_order(token, self.store.park(token, record, deadline))
 
-    def _record(self, session: Session) -> None:
-        """A shared store records where a live session is, for resuming it elsewhere."""
-        if self.store.shared:
-            room = session.drawing.room if session.drawing is not None else None
-            record = SessionRecord(session.member, room)
-            token = session.identity.resume_token
-            self._in_order(token, self.store.register(token, record))
+    def _record(self, session: Session) -> asyncio.Task[None] | None:
+        """A shared store records where a live session is, for resuming it elsewhere (and,
+        should this process die, for taking it out of its room)."""
+        if not self.store.shared:
+            return None
+        room = session.drawing.room if session.drawing is not None else None
+        record = SessionRecord(session.member, room)
+        token = session.identity.resume_token
+        return self._in_order(token, self.store.register(token, record))
+
+    async def _recorded(self, session: Session) -> None:
+        """`_record`, written before the client is told of the change: a process killed
+        right after telling it a room must leave a record naming the room."""
+        task = self._record(session)
+        if task is not None:
+            await asyncio.wait([task])
 
     def _in_order(self, token: str, write: Coroutine[None, None, None]) -> asyncio.Task[None]:
         """Write a session's record after the writes of it already under way (on pooled
@@ -379,7 +388,7 @@ class Hub:
         self.replicas[keys.id] = drawing
         if self.store.shared:
             self._follow(drawing, keys.id, keys.log_id)
-        self._record(session)
+        await self._recorded(session)
         await drawing.tell(ep, Shared(keys.id, keys.draw_token, keys.watch_token, seq))
 
     async def join(self, session: Session, ep: Endpoint, msg: Join) -> None:
@@ -391,10 +400,10 @@ class Hub:
         await self._submit(drawing, Op(roomlog.JOIN, session.member, role.value, msg.seq))
         own.detach(session.member)  # joined, in the log: nothing below may fail
         session.drawing = drawing
+        await self._recorded(session)
         joined = drawing.canvas.state(session.member, msg.seq)
         await drawing.admit(session.member, ep, joined)
         drawing.touch()  # the joiner's first prediction, the same for everyone
-        self._record(session)
         await self._count(msg.room, 1)
 
     async def leave(self, session: Session, ep: Endpoint, seq: int | None) -> None:
