@@ -35,20 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine_line
 from convert.augment import as_arrays, prefix
 from convert.data import UNIPEN_FILE, load_strokes
-from convert.evaluate import ece, scores_all
-from server.model import load_model
-from server.raster import rasterize_batch
+from convert.evaluate import ece, render
+from server.model import load_model, scores_from_logits
 
 MOMENTS = (0.25, 0.5, 0.75, 1.0)
 Arr = npt.NDArray[Any]
-
-
-def _images(drawings: list[Any]) -> npt.NDArray[np.float32]:
-    images = np.zeros((len(drawings), 28, 28), np.float32)
-    for i, img in enumerate(rasterize_batch(drawings)):
-        if img is not None:
-            images[i] = img
-    return images
 
 
 def _shape(drawing: list[Arr]) -> list[float]:
@@ -77,11 +68,11 @@ def measure(folds: Path) -> dict[str, dict[float, tuple[Arr, Arr, Arr]]]:
         out[source] = {}
         for moment in MOMENTS:
             cut = drawings if moment == 1.0 else [prefix(d, moment) for d in drawings]
-            images = _images(cut)
+            images = render(cut)
             logits = np.concatenate(
                 [model.logits(images[i : i + 128]) for i in range(0, len(images), 128)]
             )
-            served = scores_all(model, images).digits
+            served = scores_from_logits(logits, model.temperature).digits  # what is served
             top = np.clip(served.max(axis=1), 1e-4, 1 - 1e-4)
             ranked = np.sort(logits[:, :10], axis=1)
             extra = np.column_stack(

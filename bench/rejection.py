@@ -21,10 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine_line
 from convert.augment import as_arrays
 from convert.data import LETTERS_FILE, UNIPEN_FILE, load_mnist, load_strokes
-from convert.evaluate import scores_all
+from convert.evaluate import render, scores_all
 from convert.labels import group
 from server.model import load_model
-from server.raster import rasterize_batch
 
 Arr = npt.NDArray[Any]
 GRID = np.round(np.arange(0.20, 0.61, 0.01), 2)
@@ -32,12 +31,7 @@ SHOWN = (0.3, 0.35, 0.4, 0.45, 0.5)
 
 
 def _not_digit(model: Any, samples: list[Any]) -> Arr:
-    drawings = [as_arrays(s.strokes) for s in samples]
-    images = np.zeros((len(drawings), 28, 28), np.float32)
-    for i, img in enumerate(rasterize_batch(drawings)):
-        if img is not None:
-            images[i] = img
-    return scores_all(model, images).not_digit
+    return scores_all(model, render([as_arrays(s.strokes) for s in samples])).not_digit
 
 
 def measure(folds: Path) -> tuple[dict[str, tuple[Arr, Arr]], dict[str, Arr]]:

@@ -84,7 +84,7 @@ def evaluate_mnist(model: Model, mnist_dir: Path, thresholds: Thresholds) -> dic
     }
 
 
-def _render(drawings: list[Any]) -> npt.NDArray[np.float32]:
+def render(drawings: list[Any]) -> npt.NDArray[np.float32]:
     """Drawings as model inputs; one that cannot be drawn stays blank and is scored as the
     model answers."""
     images = np.zeros((len(drawings), 28, 28), np.float32)
@@ -113,7 +113,7 @@ def _prefix_report(
     detail: dict[str, Any] = {}
     seen_top, seen_correct = [complete[0]], [complete[1]]
     for f in PREFIX_FRACTIONS:
-        scores = scores_all(model, _render([prefix(d, f) for d in drawings]))
+        scores = scores_all(model, render([prefix(d, f) for d in drawings]))
         top = scores.digits.max(axis=1)
         correct = scores.digits.argmax(axis=1) == labels
         seen_top.append(top)
@@ -146,7 +146,7 @@ def evaluate_samples(
     """`evaluate_strokes` for samples already read; unlabelled samples are skipped."""
     samples = [s for s in all_samples if s.name is not None]
     drawings = [as_arrays(s.strokes) for s in samples]
-    scores = scores_all(model, _render(drawings))
+    scores = scores_all(model, render(drawings))
     verdicts = _verdicts(scores, thresholds)
     rejected = verdicts == "not_digit"
     names = np.array([s.name for s in samples], dtype=object)
