@@ -77,6 +77,12 @@ def parser() -> argparse.ArgumentParser:
     lo.add_argument(
         "--holdouts", nargs="+", default=None, help="only these folds (default: every source)"
     )
+    lo.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="train nothing: measure the folds already in --out again at the card thresholds "
+        "of convert/ship.py",
+    )
 
     f = sub.add_parser("fold", help="one leave-one-source-out fold")
     _training(f)
@@ -118,6 +124,15 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="first put this `convert loso` summary.json into the card (the model is unchanged)",
     )
+    c.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="first give the card the thresholds of convert/ship.py and measure the int8 "
+        "model's figures again at them (the model is unchanged)",
+    )
+    _common(c)
+    c.add_argument("--strokes", type=Path, default=UNIPEN_FILE, help="(with --remeasure)")
+    c.add_argument("--letters", type=Path, default=LETTERS_FILE, help="(with --remeasure)")
 
     d = sub.add_parser("download", help="fetch the MNIST files from a mirror and verify them")
     d.add_argument("--dest", type=Path, required=True)
@@ -191,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "evaluate":
         return _evaluate(args)
     if args.command == "card":
+        if args.remeasure:
+            from convert.card import remeasure_int8
+
+            remeasure_int8(args.model, args.mnist, [args.strokes, args.letters])
         if args.loso is not None:
             _merge_loso(args.model, args.loso)
         return _write_readme(args.model)
@@ -204,7 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "loso":
         holdouts = None if args.holdouts is None else tuple(args.holdouts)
-        summary = loso.run_all(cfg, args.out or loso.RUNS, args.lock, _fold_args(args), holdouts)
+        if args.remeasure:
+            summary = loso.remeasure(cfg, args.out or loso.RUNS)
+        else:
+            summary = loso.run_all(
+                cfg, args.out or loso.RUNS, args.lock, _fold_args(args), holdouts
+            )
         print(json.dumps(summary, indent=1))
         return 0
     if args.command == "fold":

@@ -36,14 +36,25 @@ def run_fold(cfg: TrainConfig, holdout: str, out_dir: Path) -> dict[str, Any]:
     model, rows = train(cfg)
     path = out_dir / f"model-{holdout}.tflite"  # its card is model-{holdout}.json
     card = quantize_and_calibrate(model, rows, cfg, path)
-    served = load_model(path, "cpu")
-    t = Thresholds.from_card(card)
-    result: dict[str, Any] = {
+    about = {
         "holdout": holdout,
         "train_sources": list(sources),
         "recipe": cfg.recipe,
         "epochs": cfg.joint_epochs if cfg.recipe == "joint" else cfg.head_epochs,
         "temperature": card["temperature"],
+    }
+    return measure_fold(cfg, path, about)
+
+
+def measure_fold(cfg: TrainConfig, path: Path, about: dict[str, Any]) -> dict[str, Any]:
+    """Measure a fold's model at its card's thresholds on MNIST and the held-out source
+    (`about["holdout"]`); write and return `fold-<source>.json` beside the model."""
+    served = load_model(path, "cpu")
+    t = Thresholds.from_card(served.card)
+    holdout = about["holdout"]
+    result: dict[str, Any] = {
+        **about,
+        "verdict": {"reject_at": t.reject_at, "unsure_below": t.unsure_below},
         "mnist": {
             k: v for k, v in evaluate_mnist(served, cfg.mnist_dir, t).items() if k != "confusion"
         },
@@ -52,8 +63,34 @@ def run_fold(cfg: TrainConfig, holdout: str, out_dir: Path) -> dict[str, Any]:
         if path_ is not None:
             held = [s for s in load_strokes(path_) if s.source == holdout]
             result[key] = evaluate_samples(served, held, t)
-    (out_dir / f"fold-{holdout}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (path.parent / f"fold-{holdout}.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def remeasure(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
+    """Re-measure the folds already trained in `out_dir` at today's card thresholds
+    (`convert.ship.THRESHOLDS`), without training: the thresholds change no weight. Each
+    fold's card gets the new thresholds; returns the new table."""
+    from convert.card import write_card
+    from convert.ship import THRESHOLDS
+    from server.model import read_card
+
+    folds = []
+    for path in sorted(out_dir.glob("model-*.tflite")):
+        card = read_card(path)
+        card["verdict"] = {
+            "reject_at": THRESHOLDS.reject_at,
+            "unsure_below": THRESHOLDS.unsure_below,
+        }
+        write_card(path, card)
+        old_file = out_dir / f"fold-{path.stem.removeprefix('model-')}.json"
+        old = json.loads(old_file.read_text())
+        about = {k: old[k] for k in ("holdout", "train_sources", "recipe", "epochs", "temperature")}
+        print(f"fold {about['holdout']}: measuring at {card['verdict']}", flush=True)
+        folds.append(measure_fold(cfg, path, about))
+    summary = table(folds)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
 
 
 def run_all(
@@ -131,6 +168,7 @@ def table(folds: list[dict[str, Any]]) -> dict[str, Any]:
         letters[g] = {"count": n, "rejected": hit / n if n else None}
     return {
         "recipe": folds[0].get("recipe", "frozen") if folds else None,
+        "verdict": folds[0].get("verdict") if folds else None,
         "per_source": rows,
         "mean_per_source": {
             "accuracy": _mean([r["accuracy"] for r in rows.values()]),

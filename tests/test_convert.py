@@ -33,6 +33,7 @@ from convert.data import (
 from convert.evaluate import ece
 from convert.labels import group
 from convert.loso import table as loso_table
+from convert.ship import THRESHOLDS
 from server.model import load_model
 from server.raster import rasterize
 
@@ -120,7 +121,10 @@ def test_training_smoke_trains_quantizes_and_serves(tmp_path: Path, recipe: str)
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["input"]["dtype"] == "uint8" and card["output"]["dtype"] == "int8"
     assert card["output"]["shape"] == [1, 11] and card["temperature"] > 0
-    assert card["verdict"] == {"reject_at": 0.5, "unsure_below": 0.6}
+    assert card["verdict"] == {
+        "reject_at": THRESHOLDS.reject_at,
+        "unsure_below": THRESHOLDS.unsure_below,
+    }
     assert card["rejects"]["lookalike"] and card["loso"] is None
     assert card["training"]["limit"] == 300 and card["size_bytes"] == out.stat().st_size
     assert card["training"]["recipe"] == recipe
@@ -147,6 +151,47 @@ def test_training_smoke_trains_quantizes_and_serves(tmp_path: Path, recipe: str)
     readme = (tmp_path / "README.md").read_text()
     assert f"{card['size_bytes']:,} bytes" in readme
     assert f"| MNIST test (10,000) | {card['accuracy']['float']['mnist_test']:.2%} |" in readme
+    _remeasuring_changes_thresholds_not_weights(tmp_path, out, strokes)
+
+
+def _remeasuring_changes_thresholds_not_weights(tmp: Path, model: Path, strokes: Path) -> None:
+    """`card --remeasure` and `loso --remeasure` measure kept models again at the thresholds
+    of convert/ship.py: a card written at other thresholds gets them and new int8 figures."""
+    letters = tmp / "letters.jsonl"
+    letters.write_text("\n".join(_lines(LETTERS_FILE, lambda _: True, 30)) + "\n")
+    files = ("--strokes", str(strokes), "--letters", str(letters))
+    wanted = {"reject_at": THRESHOLDS.reject_at, "unsure_below": THRESHOLDS.unsure_below}
+    old = {"reject_at": 0.99, "unsure_below": 0.1}
+
+    card = json.loads(model.with_suffix(".json").read_text())
+    model.with_suffix(".json").write_text(json.dumps({**card, "verdict": old}))
+    assert run_convert("card", "--remeasure", "--model", str(model), *files).returncode == 0
+    card = json.loads(model.with_suffix(".json").read_text())
+    assert card["verdict"] == wanted and card["accuracy"]["float_verdict"] == old
+    ev = run_convert("evaluate", "--model", str(model), "--strokes", str(strokes), "--json")
+    measured = json.loads(ev.stdout)
+    assert card["accuracy"]["int8"]["mnist_rejected"] == measured["mnist"]["rejected"]
+    assert card["accuracy"]["int8"][letters.name]["groups"]  # the letters were measured
+    assert (
+        "measured at the thresholds of its training run (reject_at 0.99)"
+        in (tmp / "README.md").read_text()
+    )
+
+    folds = tmp / "folds"
+    folds.mkdir()
+    source = json.loads(strokes.read_text().splitlines()[0])["source"]
+    shutil.copy(model, folds / f"model-{source}.tflite")
+    (folds / f"model-{source}.json").write_text(json.dumps({**card, "verdict": old}))
+    about = {"holdout": source, "train_sources": [], "recipe": "joint", "epochs": 1}
+    (folds / f"fold-{source}.json").write_text(json.dumps({**about, "temperature": 1.0}))
+    result = run_convert("loso", "--remeasure", "--out", str(folds), *files)
+    assert result.returncode == 0, result.stderr[-3000:]
+    fold = json.loads((folds / f"fold-{source}.json").read_text())
+    assert fold["verdict"] == wanted and fold["holdout"] == source
+    count = sum(json.loads(line)["source"] == source for line in strokes.read_text().splitlines())
+    assert fold["digits"]["count"] == count
+    summary = json.loads((folds / "summary.json").read_text())
+    assert summary["verdict"] == wanted and summary["per_source"][source]["digits"] == count
 
 
 def _lines(path: Path, keep: Callable[[dict[str, Any]], bool], count: int) -> list[str]:
