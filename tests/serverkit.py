@@ -156,10 +156,13 @@ async def until(c: DigitsClient, kind: type, **fields: Any) -> Any:
                 return msg
 
 
-async def draw(c: DigitsClient, strokes: Sequence[Sequence[Sequence[float]]]) -> None:
-    """Send strokes as fast as possible, a few points per message."""
+async def draw(c: DigitsClient, strokes: Sequence[Sequence[Sequence[float]]]) -> int:
+    """Send strokes as fast as possible, a few points per message; return the last message's
+    seq (the live prediction with it reflects all of the ink)."""
+    seq = -1
     for stroke in strokes:
         await c.start_stroke(stroke[:1])
         for i in range(1, len(stroke), 4):
             await c.points(stroke[i : i + 4])
-        await c.end_stroke()
+        seq = await c.end_stroke()
+    return seq

@@ -276,8 +276,8 @@ async def test_without_redis_solo_drawing_goes_on_and_rooms_answer_unavailable(
                     await asyncio.sleep(0.02)
             own_redis.stop()
             async with connect(one.url) as c:
-                await draw(c, digit.strokes)  # solo: live predictions, the model is local
-                live = await until(c, Prediction, final=False, strokes=len(digit.strokes))
+                last = await draw(c, digit.strokes)  # solo: live predictions, the model is local
+                live = await until(c, Prediction, final=False, seq=last)  # all of its ink
                 assert live.top[0].digit == digit.expected
                 began = time.monotonic()
                 with pytest.raises(ServerError) as refused:
