@@ -1,10 +1,16 @@
-"""What every benchmark prints first: date and machine, so a table can be recorded as is."""
+"""What every benchmark shares: the line it prints first (date and machine, so a table can be
+recorded as is), and how its load generator runs its event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def cpu_name() -> str:
@@ -23,3 +29,15 @@ def machine_line() -> str:
         f"# {time.strftime('%Y-%m-%d %H:%M')} | {cpu_name()} | {os.cpu_count()} cores | "
         f"Python {platform.python_version()}"
     )
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run a load generator's coroutine on uvloop where it is installed (as the server does):
+    the generator shares the machine with the servers it measures, so the less CPU it takes,
+    the more the figures say about them. Tables before 2026-11-28 11:00 UTC ran the generator
+    on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)

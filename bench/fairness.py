@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import machine_line
+from bench.common import machine_line, run_loop
 from bench.drawer import Drawer
 from client import DigitsClient
 from client.replay import percentile
@@ -277,7 +277,7 @@ def run(args: argparse.Namespace) -> None:
         for checkout in checkouts:
             server = Server(free_port(), [], checkout, lenient=False)
             try:
-                run = asyncio.run(scenario(server, digits, args.flooders, args.seconds, args.flood))
+                run = run_loop(scenario(server, digits, args.flooders, args.seconds, args.flood))
             finally:
                 try:
                     server.stop()

@@ -36,7 +36,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import fairness
-from bench.common import machine_line
+from bench.common import machine_line, run_loop
 from bench.drawer import Drawer
 from client import DigitsClient
 from client.replay import percentile
@@ -270,13 +270,11 @@ def main() -> None:
     print("|---" * (HEADER.count("|") - 1) + "|")
     try:
         for drawers in [int(x) for x in args.levels.split(",") if x]:
-            print(row(asyncio.run(run_level(server, digits, drawers, 0, args.seconds))), flush=True)
+            print(row(run_loop(run_level(server, digits, drawers, 0, args.seconds))), flush=True)
         if args.idle:
             print(
                 row(
-                    asyncio.run(
-                        run_level(server, digits, args.idle_drawers, args.idle, args.seconds)
-                    )
+                    run_loop(run_level(server, digits, args.idle_drawers, args.idle, args.seconds))
                 ),
                 flush=True,
             )
