@@ -55,6 +55,11 @@ def _training(p: argparse.ArgumentParser) -> None:
         "--limit", type=int, default=None, help="use only the first N images/samples (smoke tests)"
     )
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--styles",
+        action="store_true",
+        help="also redraw some 0s, 1s and 7s in another style (slashed 0, continental 1 and 7)",
+    )
     p.add_argument("--cache", type=Path, default=None, help="trunk and feature cache directory")
 
 
@@ -148,6 +153,7 @@ def _config(args: argparse.Namespace) -> Any:
         strokes=None if args.no_strokes else args.strokes,
         letters=None if args.no_strokes else args.letters,
         limit=args.limit,
+        styles=args.styles,
     )
     for name, value in (
         ("recipe", args.recipe),
@@ -176,7 +182,7 @@ def _fold_args(args: argparse.Namespace) -> list[str]:
     ):
         if value is not None:
             out += [flag, str(value)]
-    return out
+    return out + (["--styles"] if args.styles else [])
 
 
 def _ship(model: Any, rows: Any, cfg: Any, out: Path) -> dict[str, Any]:

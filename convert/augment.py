@@ -8,6 +8,7 @@ Pure numpy on point arrays; no TensorFlow, no files.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -140,6 +141,74 @@ def distort(strokes: Drawing, rng: np.random.Generator) -> Drawing:
         out = list(np.split(bent, np.cumsum([len(s) for s in out])[:-1]))
     jitter = rng.uniform(0, 0.012) * span
     return [s @ m.T + rng.normal(0, jitter, s.shape) for s in out]
+
+
+def _line(a: Points, b: Points, rng: np.random.Generator, span: float) -> Points:
+    """A hand-drawn straight stroke from a to b: 12 points, a slight wobble."""
+    t = np.linspace(0.0, 1.0, 12)[:, None]
+    return np.asarray(a + t * (b - a) + rng.normal(0, 0.008 * span, (12, 2)))
+
+
+def _slashed_zero(strokes: Drawing, rng: np.random.Generator) -> Drawing:
+    """A zero with a slash through it (engineers' and programmers' 0): one more stroke from
+    below the bottom left to above the top right, a little past the oval or not."""
+    pts = np.concatenate(strokes)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    size = hi - lo
+    over = rng.uniform(-0.1, 0.25, 2) * size
+    start = np.array([lo[0] - over[0], hi[1] + over[1]])  # y grows downwards
+    end = np.array([hi[0] + over[0], lo[1] - over[1]])
+    if rng.random() < 0.3:  # some draw it downwards
+        start, end = end, start
+    return [*strokes, _line(start, end, rng, _span(strokes))]
+
+
+def _flagged_one(strokes: Drawing, rng: np.random.Generator) -> Drawing:
+    """A continental 1: the pen starts low on the left, runs up to the top of the stem and
+    down it, in one stroke. Only for a 1 drawn top to bottom."""
+    stem = strokes[0]
+    top, bottom = stem[0], stem[-1]
+    height = float(bottom[1] - top[1])
+    if height <= 0:
+        return strokes
+    length = rng.uniform(0.2, 0.45) * height
+    angle = np.deg2rad(rng.uniform(30, 60))  # below the horizontal, to the left: flatter
+    # and longer is a 7's bar
+    start = top + length * np.array([-np.cos(angle), np.sin(angle)])
+    flag = _line(start, top, rng, height)[:-1]
+    return [np.concatenate([flag, stem]), *strokes[1:]]
+
+
+def _crossed_seven(strokes: Drawing, rng: np.random.Generator) -> Drawing:
+    """A continental 7: a short bar across the stem halfway down, as one more stroke."""
+    pts = np.concatenate(strokes)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    size = hi - lo
+    mid = lo[1] + rng.uniform(0.4, 0.6) * size[1]
+    crossings = []  # where the ink crosses that height
+    for s in strokes:
+        for p, q in itertools.pairwise(s):
+            if (p[1] - mid) * (q[1] - mid) <= 0 and p[1] != q[1]:
+                crossings.append(p[0] + (mid - p[1]) / (q[1] - p[1]) * (q[0] - p[0]))
+    if not crossings:
+        return strokes
+    x = float(np.mean(crossings))
+    half = rng.uniform(0.15, 0.3) * size[0]
+    tilt = rng.normal(0, 0.04) * size[1]
+    start, end = np.array([x - half, mid + tilt]), np.array([x + half, mid - tilt])
+    return [*strokes, _line(start, end, rng, _span(strokes))]
+
+
+#: Ways of writing a digit that some writers use and the training sources barely do; each
+#: is the style named in issue 10's errors on unseen writers (slashed 0 read as 8,
+#: continental 1 read as 7) or its companion (the continental 7, which the flag makes needed).
+STYLES = {0: _slashed_zero, 1: _flagged_one, 7: _crossed_seven}
+
+
+def restyle(strokes: Drawing, label: int, rng: np.random.Generator) -> Drawing:
+    """The digit written in another style of the same digit (STYLES), or as it was."""
+    change = STYLES.get(label)
+    return strokes if change is None or not strokes else change(strokes, rng)
 
 
 def random_pen(rng: np.random.Generator) -> Pen:

@@ -45,6 +45,8 @@ class TrainConfig:
     learning_rate: float = 2e-3
     seed: int = 20261127
     limit: int | None = None  # use only the first N MNIST images / samples (smoke tests)
+    #: Also redraw some 0s, 1s and 7s in the other style of the digit (augment.STYLES).
+    styles: bool = False
     cache_dir: Path = CACHE_DIR
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -35,6 +35,9 @@ LETTER_COPIES = 2  # drawings per letter or symbol that must be rejected
 SCRIBBLES = 3000
 CALIBRATION_SHARE = 8  # one sample in 8 (by id hash) is kept out of training, for calibration
 PREFIX_FRACTIONS = (0.25, 0.5, 0.75)
+#: With `styles` (TrainConfig), this share of the redrawn 0s, 1s and 7s are written in the
+#: other style of that digit (augment.STYLES: slashed 0, continental 1 and 7).
+STYLE_SHARE = 0.25
 
 
 def is_calibration(sample_id: str) -> bool:
@@ -63,22 +66,35 @@ def _trainable(samples: list[StrokeSample], limit: int | None) -> list[StrokeSam
 
 
 def _draw_digits(
-    samples: list[StrokeSample], rng: np.random.Generator, by_ink: bool
+    samples: list[StrokeSample], rng: np.random.Generator, by_ink: bool, styles: bool = False
 ) -> tuple[Any, ...]:
     drawings, pens, labels, sources = [], [], [], []
     for s in samples:
         ink = augment.as_arrays(s.strokes)
         if not ink or s.label is None:
             continue
-        variants = [ink] + [augment.distort(ink, rng) for _ in range(DIGIT_COPIES - 1)]
+        share = STYLE_SHARE if styles else 0.0
+        variants = [ink] + [
+            augment.distort(_styled(ink, s.label, share, rng), rng) for _ in range(DIGIT_COPIES - 1)
+        ]
         for k in range(PREFIX_COPIES):
             cut = augment.prefix_by_ink if by_ink and k % 2 else augment.prefix
-            variants.append(augment.distort(cut(ink, rng.uniform(0.15, 0.95)), rng))
+            whole = _styled(ink, s.label, share, rng)
+            variants.append(augment.distort(cut(whole, rng.uniform(0.15, 0.95)), rng))
         drawings += variants
         pens += [MNIST_PEN] + [augment.random_pen(rng) for _ in variants[1:]]
         labels += [s.label] * len(variants)
         sources += [s.source] * len(variants)
     return drawings, pens, labels, sources
+
+
+def _styled(
+    ink: augment.Drawing, label: int, share: float, rng: np.random.Generator
+) -> augment.Drawing:
+    """`ink`, or (with probability `share`) the same digit in another style."""
+    if share and rng.random() < share:
+        return augment.restyle(ink, label, rng)
+    return ink
 
 
 def _draw_rejects(samples: list[StrokeSample], rng: np.random.Generator) -> tuple[Any, ...]:
@@ -92,6 +108,11 @@ def _draw_rejects(samples: list[StrokeSample], rng: np.random.Generator) -> tupl
         pens += [MNIST_PEN] + [augment.random_pen(rng) for _ in variants[1:]]
         sources += [s.source] * len(variants)
     return drawings, pens, [NOT_DIGIT] * len(drawings), sources
+
+
+def _styles(cfg: Any) -> bool:
+    """Whether digits are also redrawn in other styles (augment.STYLES)."""
+    return bool(getattr(cfg, "styles", False))
 
 
 def _ink_prefixes(cfg: Any) -> bool:
@@ -114,7 +135,7 @@ def render(cfg: Any) -> Rows:
     groups = []
     if cfg.strokes is not None:
         samples = _trainable(load_strokes(cfg.strokes), cfg.limit)
-        groups.append(_draw_digits(samples, rng, _ink_prefixes(cfg)))
+        groups.append(_draw_digits(samples, rng, _ink_prefixes(cfg), _styles(cfg)))
     if cfg.letters is not None:
         groups.append(_draw_rejects(_trainable(load_strokes(cfg.letters), cfg.limit), rng))
     n_scribbles = SCRIBBLES if cfg.limit is None else min(SCRIBBLES, cfg.limit)
@@ -158,6 +179,7 @@ def cache_key(cfg: Any, trunk: bool = True) -> str:
             RENDER_RECIPE,
             cfg.trunk_key() if trunk else None,
             _ink_prefixes(cfg),
+            *([STYLE_SHARE] if _styles(cfg) else []),  # keys of earlier caches unchanged
             cfg.seed,
             cfg.limit,
             _file_id(cfg.strokes),

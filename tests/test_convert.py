@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from convert.augment import as_arrays, distort, prefix, prefix_by_ink, scribble, to_uint8
+from convert.augment import (
+    as_arrays,
+    distort,
+    prefix,
+    prefix_by_ink,
+    restyle,
+    scribble,
+    to_uint8,
+)
 from convert.calibrate import fit_temperature
 from convert.data import (
     LETTERS_FILE,
@@ -277,6 +285,33 @@ def test_distortions_keep_every_point_finite_and_drawable() -> None:
     assert all(np.isfinite(np.concatenate(d)).all() for d in drawings)
     images = to_uint8(drawings)
     assert images.shape == (70, 28, 28) and (images.reshape(70, -1).max(axis=1) > 0).all()
+
+
+def test_restyle_writes_a_slashed_zero_and_continental_one_and_seven() -> None:
+    rng = np.random.default_rng(3)
+    t = np.linspace(0, 2 * np.pi, 40)
+    zero = [np.stack([10 + 6 * np.sin(t), 20 - 10 * np.cos(t)], axis=1)]  # y grows downwards
+    slashed = restyle(zero, 0, rng)
+    assert len(slashed) == 2 and slashed[0] is zero[0]
+    slash = slashed[1]
+    rising = slash[-1] - slash[0]  # bottom left to top right, or back
+    assert rising[0] * rising[1] < 0 and abs(rising[1]) > 10  # across the oval's height
+
+    stem = np.stack([np.full(20, 5.0), np.linspace(0, 30, 20)], axis=1)  # drawn top down
+    (flagged,) = restyle([stem], 1, rng)
+    assert len(flagged) > len(stem) and np.array_equal(flagged[-len(stem) :], stem)
+    assert flagged[0][0] < 5 and 0 < flagged[0][1] < 30  # starts low on the left
+    (upwards,) = restyle([stem[::-1]], 1, rng)
+    assert np.array_equal(upwards, stem[::-1])  # a 1 drawn bottom up keeps its shape
+
+    seven = [np.array([[0.0, 0.0], [20.0, 0.0], [8.0, 40.0]])]
+    crossed = restyle(seven, 7, rng)
+    bar = crossed[1]
+    assert len(crossed) == 2 and 12 <= bar[:, 1].mean() <= 28  # halfway down
+    assert bar[:, 0].min() < 14 < bar[:, 0].max()  # across the stem (x 14 at mid-height)
+
+    two = [np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])]
+    assert restyle(two, 2, rng) is two
 
 
 def test_ece() -> None:
