@@ -15,7 +15,13 @@ from convert.data import MNIST_SHA256, file_sha256
 from convert.evaluate import evaluate, single_inference_us
 from convert.labels import card_entry
 from convert.quantize import tensor_specs
-from convert.trainset import DIGIT_COPIES, LETTER_COPIES, PREFIX_COPIES, SCRIBBLES
+from convert.trainset import (
+    DIGIT_COPIES,
+    LETTER_COPIES,
+    PREFIX_COPIES,
+    SCRIBBLES,
+    STYLE_SHARE,
+)
 from server.model import card_path, load_model
 from server.raster import MNIST_PEN, RASTER_VERSION
 
@@ -135,6 +141,8 @@ def build_card(
             "prefix_copies": PREFIX_COPIES,
             "letter_copies": LETTER_COPIES,
             "scribbles": SCRIBBLES,
+            "styles": cfg.styles,
+            "style_share": STYLE_SHARE if cfg.styles else 0.0,
             "limit": cfg.limit,
             "tensorflow": tf.__version__,
         },
@@ -287,13 +295,23 @@ cross-entropy then learns how likely each digit is from a prefix) as well as com
 digit is from a prefix) as well as complete ones."""
 
 
+def _styles_said(t: dict[str, Any]) -> str:
+    if not t.get("styles"):
+        return ""
+    share = t.get("style_share", 0)
+    return (
+        f"; {share:.0%} of the redrawn 0s, 1s and 7s in the digit's other style: a slash "
+        "through the 0, a continental 1 with a long flag, a 7 with a bar across its stem"
+    )
+
+
 def _drawings(t: dict[str, Any]) -> str:
     return f"""{t.get("digit_copies")} drawings of each UNIPEN digit of the training sources (the \
 first as drawn, the rest with random slant, rotation, aspect, per-stroke offsets and turns, \
-elastic bends, split and dropped strokes, pen width and jitter), {t.get("prefix_copies")} \
-distorted partial drawings of each, {t.get("letter_copies")} drawings of each must-reject letter \
-or symbol, and {t.get("scribbles")} synthetic scribbles, all rendered by `server/raster.py`. The \
-shipped model uses every source; each fold leaves one out."""
+elastic bends, split and dropped strokes, pen width and jitter{_styles_said(t)}), \
+{t.get("prefix_copies")} distorted partial drawings of each, {t.get("letter_copies")} drawings \
+of each must-reject letter or symbol, and {t.get("scribbles")} synthetic scribbles, all \
+rendered by `server/raster.py`. The shipped model uses every source; each fold leaves one out."""
 
 
 def _training_section(t: dict[str, Any]) -> str:
