@@ -57,8 +57,10 @@ def _training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument(
         "--styles",
-        action="store_true",
-        help="also redraw some 0s, 1s and 7s in another style (slashed 0, continental 1 and 7)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="redraw some 0s, 1s and 7s in the digit's other style (slashed 0, continental 1 "
+        "and 7; default on, as the shipped model)",
     )
     p.add_argument("--cache", type=Path, default=None, help="trunk and feature cache directory")
 
@@ -153,8 +155,9 @@ def _config(args: argparse.Namespace) -> Any:
         strokes=None if args.no_strokes else args.strokes,
         letters=None if args.no_strokes else args.letters,
         limit=args.limit,
-        styles=args.styles,
     )
+    if args.styles is not None:
+        cfg.styles = args.styles
     for name, value in (
         ("recipe", args.recipe),
         ("pretrain_epochs", args.pretrain_epochs),
@@ -182,7 +185,7 @@ def _fold_args(args: argparse.Namespace) -> list[str]:
     ):
         if value is not None:
             out += [flag, str(value)]
-    return out + (["--styles"] if args.styles else [])
+    return out + ([] if args.styles is None else ["--styles" if args.styles else "--no-styles"])
 
 
 def _ship(model: Any, rows: Any, cfg: Any, out: Path) -> dict[str, Any]:

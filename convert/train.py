@@ -46,7 +46,7 @@ class TrainConfig:
     seed: int = 20261127
     limit: int | None = None  # use only the first N MNIST images / samples (smoke tests)
     #: Also redraw some 0s, 1s and 7s in the other style of the digit (augment.STYLES).
-    styles: bool = False
+    styles: bool = True
     cache_dir: Path = CACHE_DIR
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -38,6 +38,7 @@ PREFIX_FRACTIONS = (0.25, 0.5, 0.75)
 #: With `styles` (TrainConfig), this share of the redrawn 0s, 1s and 7s are written in the
 #: other style of that digit (augment.STYLES: slashed 0, continental 1 and 7).
 STYLE_SHARE = 0.25
+STYLES_VERSION = 2  # 2: the 7's bar centred where the ink crosses its height
 
 
 def is_calibration(sample_id: str) -> bool:
@@ -179,7 +180,7 @@ def cache_key(cfg: Any, trunk: bool = True) -> str:
             RENDER_RECIPE,
             cfg.trunk_key() if trunk else None,
             _ink_prefixes(cfg),
-            *([STYLE_SHARE] if _styles(cfg) else []),  # keys of earlier caches unchanged
+            *([STYLE_SHARE, STYLES_VERSION] if _styles(cfg) else []),  # earlier keys unchanged
             cfg.seed,
             cfg.limit,
             _file_id(cfg.strokes),
