@@ -139,12 +139,15 @@ class Hub:
         now = self.clock()
         if not self.store.shared:
             return self.parked.resume(token, now)
+        pending = self._records.get(token)
+        if pending is not None:  # this process is still writing the token's record (its
+            await asyncio.wait([pending])  # park): claim it once written, not before
         try:
             record = await self.store.resume(token, now)  # claimed: no other process has it
         except (ResumeFailed, ProtocolError):
             if token not in self.parked:  # parked here, the store out of reach: resume it
                 raise
-            self._spawn(self.store.drop(token))
+            self._in_order(token, self.store.drop(token))  # after any write still under way
             return self.parked.resume(token, now)
         try:
             session = self.parked.resume(token, now)

@@ -28,6 +28,7 @@ from protocol import (
     Prediction,
     Presence,
     Recognize,
+    ResumeError,
     ServerMessage,
     Share,
     Shared,
@@ -44,7 +45,7 @@ from server.hub import Hub
 from server.metrics import Metrics
 from server.recognizer import Answer, Recognizer
 from server.session import Identity, Session
-from server.store import MemoryStore, SessionRecord
+from server.store import MemoryStore, ResumeFailed, SessionRecord
 
 pytestmark = pytest.mark.asyncio
 
@@ -469,3 +470,66 @@ async def test_a_rooms_live_predictions_are_paced_and_a_recognize_is_not() -> No
     assert t3 - t2 < 0.25  # not held until the pause was over
     await settle(conn)
     assert predictions(peer.sent()) == []  # the final covered the ink: no live one after it
+
+
+class RecordStore(MemoryStore):
+    """A shared store that keeps session records as Redis does (live or parked, claimed
+    once by `resume`), whose park writes wait for `gate` (a slow pooled connection)."""
+
+    shared = True
+
+    def __init__(self) -> None:
+        super().__init__(10, 10, 60.0)
+        self.gate = asyncio.Event()
+        self.records: dict[str, tuple[str, SessionRecord]] = {}
+
+    async def register(self, token: str, record: SessionRecord) -> None:
+        self.records[token] = ("live", record)
+
+    async def park(self, token: str, record: SessionRecord, deadline: float) -> None:
+        await self.gate.wait()
+        self.records[token] = ("parked", record)
+
+    async def save_solo(self, token: str, seed: dict[str, Any]) -> None:
+        pass
+
+    async def resume(self, token: str, now: float) -> SessionRecord:
+        state, record = self.records.get(token, ("", None))
+        if record is None:
+            raise ResumeFailed(ResumeError.UNKNOWN)
+        if state == "live":  # its process is alive: not resumable elsewhere
+            raise ResumeFailed(ResumeError.UNAVAILABLE)
+        del self.records[token]
+        return record
+
+    async def drop(self, token: str) -> None:
+        self.records.pop(token, None)
+
+
+async def test_a_token_resumes_once_while_its_park_is_still_being_written() -> None:
+    """A resume that arrives while the process is still writing the park of that token
+    claims the record once it is written: claimed before, the park landing afterwards would
+    leave the old token resumable a second time."""
+    world = World(resume_grace_s=60.0)
+    store = RecordStore()
+    world.hub = Hub(world.limits, world.hub.recognizer, world.metrics, world.clock, store)
+    conn, _ = await world.hello()
+    token = conn.session.identity.resume_token
+    conn.abandon()  # parked; the park's record write is held up
+    c, pc = world.connect()
+    resuming = asyncio.ensure_future(send(c, Hello(resume=token)))
+    for _ in range(10):  # turns of the loop (no clock): every task that can run, runs
+        await asyncio.sleep(0)
+    store.gate.set()
+    async with asyncio.timeout(5):
+        await resuming
+    welcome = await pc.next()
+    assert isinstance(welcome, Welcome) and welcome.resumed and welcome.session == "s1"
+    for _ in range(10):  # every write under way lands
+        await asyncio.sleep(0)
+    assert token not in store.records  # claimed, and not parked again by a late write
+    d, pd = world.connect()
+    await send(d, Hello(resume=token))
+    again = await pd.next()
+    assert isinstance(again, Welcome) and not again.resumed
+    assert again.resume_error == "resume_unknown"
