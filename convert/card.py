@@ -161,7 +161,7 @@ def remeasure_int8(model_path: Path, mnist_dir: Path, strokes: list[Path]) -> No
 
     card = read_card(model_path)
     card["accuracy"].setdefault("float_verdict", card.get("verdict"))
-    card["verdict"] = {"reject_at": THRESHOLDS.reject_at, "unsure_below": THRESHOLDS.unsure_below}
+    card["verdict"] = THRESHOLDS.to_card()
     write_card(model_path, card)
     card["accuracy"]["int8"] = _summary(evaluate(load_model(model_path, "cpu"), mnist_dir, strokes))
     write_card(model_path, card)

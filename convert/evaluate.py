@@ -242,7 +242,7 @@ def evaluate(
     report: dict[str, Any] = {
         "model": str(model.path),
         "accelerator": model.accelerator,
-        "thresholds": {"reject_at": t.reject_at, "unsure_below": t.unsure_below},
+        "thresholds": t.to_card(),
     }
     if mnist_dir is not None:
         mnist = evaluate_mnist(model, mnist_dir, t)

@@ -54,7 +54,7 @@ def measure_fold(cfg: TrainConfig, path: Path, about: dict[str, Any]) -> dict[st
     holdout = about["holdout"]
     result: dict[str, Any] = {
         **about,
-        "verdict": {"reject_at": t.reject_at, "unsure_below": t.unsure_below},
+        "verdict": t.to_card(),
         "mnist": {
             k: v for k, v in evaluate_mnist(served, cfg.mnist_dir, t).items() if k != "confusion"
         },
@@ -78,10 +78,7 @@ def remeasure(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
     folds = []
     for path in sorted(out_dir.glob("model-*.tflite")):
         card = read_card(path)
-        card["verdict"] = {
-            "reject_at": THRESHOLDS.reject_at,
-            "unsure_below": THRESHOLDS.unsure_below,
-        }
+        card["verdict"] = THRESHOLDS.to_card()
         write_card(path, card)
         old_file = out_dir / f"fold-{path.stem.removeprefix('model-')}.json"
         old = json.loads(old_file.read_text())

@@ -54,10 +54,7 @@ def quantize_and_calibrate(model: Any, rows: Rows, cfg: TrainConfig, out: Path) 
         "never trained on), complete and at 25/50/75% of the points; temperature fitted "
         "on the int8 model by the digits' negative log-likelihood",
     }
-    card["verdict"] = {
-        "reject_at": THRESHOLDS.reject_at,
-        "unsure_below": THRESHOLDS.unsure_below,
-    }
+    card["verdict"] = THRESHOLDS.to_card()
     write_card(out, card)
     print(f"temperature {card['temperature']} from {len(labels)} calibration drawings", flush=True)
     return card

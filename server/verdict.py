@@ -29,6 +29,10 @@ class Thresholds:
                 f"unsure_below={self.unsure_below}"
             )
 
+    def to_card(self) -> dict[str, float]:
+        """The card's `verdict` entry (what `from_card` reads)."""
+        return {"reject_at": self.reject_at, "unsure_below": self.unsure_below}
+
     @classmethod
     def from_card(
         cls,
