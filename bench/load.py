@@ -79,6 +79,14 @@ async def drawer_loop(
         me.errors += 1
 
 
+def _cpu_s(where: str) -> float:
+    try:
+        fields = Path(f"{where}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # gone
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """`python -m server` as a subprocess, with /proc readings of its CPU and memory."""
 
@@ -110,16 +118,31 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError("server did not become ready")
 
+    def pids(self) -> list[int]:
+        """The server's process and its children (an inference process, multiprocessing's
+        resource tracker): the server's CPU and memory are theirs together."""
+        pid, kids = self.proc.pid, list[int]()
+        for task in Path(f"/proc/{pid}/task").glob("*"):  # a child belongs to the thread
+            with contextlib.suppress(OSError):  # that started it
+                kids += map(int, (task / "children").read_text().split())
+        return [pid, *kids]
+
     def cpu_s(self, task: int | None = None) -> float:
-        """CPU seconds of the server, or of one of its threads (the event loop's is the pid)."""
-        where = f"/proc/{self.proc.pid}" + ("" if task is None else f"/task/{task}")
-        fields = Path(f"{where}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds of the server with its children, or of one of its threads (the event
+        loop's is the pid)."""
+        if task is not None:
+            return _cpu_s(f"/proc/{self.proc.pid}/task/{task}")
+        return sum(_cpu_s(f"/proc/{pid}") for pid in self.pids())
 
     def rss_mb(self) -> float:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        match = re.search(r"VmRSS:\s+(\d+) kB", status)
-        return int(match.group(1)) / 1024 if match else float("nan")
+        """Resident memory of the server with its children."""
+        total = 0.0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pid}/status").read_text()
+                match = re.search(r"VmRSS:\s+(\d+) kB", status)
+                total += int(match.group(1)) / 1024 if match else float("nan")
+        return total
 
     def batches(self) -> tuple[float, float]:
         text = urllib.request.urlopen(self.url + "/metrics", timeout=5).read().decode()

@@ -24,7 +24,7 @@ try:  # the server's own dependencies come with the `server` extra
     from aiohttp import web
 
     from protocol import CloseCode
-    from server.app import SHUTDOWN, create_app
+    from server.app import OFFLOAD, SHUTDOWN, create_app
     from server.config import Settings, load_settings
     from server.model import Model, ModelError, load_model
     from server.quiet import decision, native_output
@@ -79,9 +79,11 @@ async def serve(settings: Settings, model: Model, accelerator: str = "") -> None
     loop.add_signal_handler(signal.SIGTERM, stopping, CloseCode.SERVICE_RESTART)
     where = ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses)
     accelerator = accelerator or f"{model.accelerator} ({model.runtime})"
+    offload = app[OFFLOAD]
+    inference = f"a process of its own (pid {offload.pid})" if offload else "a thread"
     log.info(
-        "listening on %s (WebSocket /ws); model %s (%s); accelerator %s",
-        where, model.name, model.path, accelerator,
+        "listening on %s (WebSocket /ws); model %s (%s); accelerator %s; inference in %s",
+        where, model.name, model.path, accelerator, inference,
     )  # fmt: skip
     try:
         await stop.wait()

@@ -30,7 +30,8 @@ from server.forwarding import Network, Seen, default_hosts, host_allowed, networ
 from server.http_api import HttpApi
 from server.hub import Hub
 from server.metrics import Metrics
-from server.model import Model, load_model
+from server.model import Accelerator, Model, load_model
+from server.offload import InferenceProcess, usable_cores
 from server.recognizer import Recognizer
 from server.session import Identity, Session, State
 from server.store import MemoryStore, Store
@@ -43,6 +44,8 @@ METRICS = web.AppKey("metrics", Metrics)
 MODEL = web.AppKey("model", Model)
 RECOGNIZER = web.AppKey("recognizer", Recognizer)
 HUB = web.AppKey("hub", Hub)  # rooms and parked sessions
+#: The inference process, when batches run in one (--inference); None: in a thread here.
+OFFLOAD: web.AppKey[InferenceProcess | None] = web.AppKey("offload")
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("sockets")
 CLIENTS = web.AppKey("clients", Counter[str])  # open sockets per client address
 CONNECTIONS: web.AppKey[weakref.WeakSet[Connection]] = web.AppKey("connections")
@@ -339,6 +342,13 @@ def _inference(preloaded: Model | None) -> object:
         if preloaded is None:
             load = lambda: load_model(settings.model, settings.accelerator, settings.threads)  # noqa: E731
             app[MODEL] = await asyncio.get_running_loop().run_in_executor(None, load)
+        model = app[MODEL]
+        offload = None
+        if settings.offload(usable_cores()):
+            where: Accelerator = "gpu" if model.accelerator == "gpu" else "cpu"
+            start = lambda: InferenceProcess(model.path, where, settings.threads)  # noqa: E731
+            offload = await asyncio.get_running_loop().run_in_executor(None, start)
+        app[OFFLOAD] = offload
         recognizer = Recognizer(
             app[MODEL],
             max_batch=settings.batch_max,
@@ -346,6 +356,7 @@ def _inference(preloaded: Model | None) -> object:
             max_queue=settings.queue_max,
             on_batch=app[METRICS].observe_batch,
             thresholds=settings.thresholds(app[MODEL].card),
+            engine=offload.draw_and_score if offload is not None else None,
         )
         app[RECOGNIZER] = recognizer
         store = _store(settings)
@@ -357,6 +368,8 @@ def _inference(preloaded: Model | None) -> object:
         await app[HUB].stop()
         await store.stop()
         await recognizer.stop()
+        if offload is not None:
+            await asyncio.get_running_loop().run_in_executor(None, offload.close)
 
     return ctx
 

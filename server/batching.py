@@ -64,9 +64,9 @@ class MicroBatcher(Generic[T, R]):
     the event loop as it is taken into a batch (late binding: e.g. swap in the newest state).
 
     A lone cheap batch (nothing else queued, its items costing at most `inline_cost`) runs on
-    the event loop itself: with nobody else waiting, the two thread hand-offs (and the
-    wake-ups of an idle thread and loop) cost a lone drawer more than the loop is blocked.
-    Batches never overlap, so `fn` still runs one call at a time.
+    the event loop itself, through `inline_fn` (default `fn`): with nobody else waiting, the
+    two thread hand-offs (and the wake-ups of an idle thread and loop) cost a lone drawer
+    more than the loop is blocked. Batches never overlap, so one call runs at a time.
     """
 
     def __init__(
@@ -78,6 +78,7 @@ class MicroBatcher(Generic[T, R]):
         max_queue: int = 4096,
         max_cost: float = float("inf"),
         inline_cost: float = 0.0,
+        inline_fn: Callable[[list[T]], Sequence[R]] | None = None,
         executor: Executor | None = None,
         on_batch: Callable[[BatchStats], None] | None = None,
         prepare: Callable[[T], T] | None = None,
@@ -89,6 +90,7 @@ class MicroBatcher(Generic[T, R]):
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait, max_queue
         self.max_cost = max_cost
         self.inline_cost = inline_cost
+        self._inline_fn = inline_fn or fn
         self._executor = executor
         self._own_executor = executor is None
         self._on_batch = on_batch
@@ -204,7 +206,7 @@ class MicroBatcher(Generic[T, R]):
         inline = not self._count and sum(p.cost for p in batch) <= self.inline_cost
         try:
             if inline:
-                results = self._fn(items)
+                results = self._inline_fn(items)
             else:
                 results = await loop.run_in_executor(self._executor, self._fn, items)
             if len(results) != len(batch):

@@ -22,6 +22,7 @@ from server.verdict import Thresholds
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 ACCELERATORS = ("auto", "cpu", "gpu")
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+INFERENCE = ("auto", "thread", "process")
 
 _HELP = {
     "host": "address to listen on",
@@ -29,6 +30,9 @@ _HELP = {
     "model": "the .tflite model (its .json card must sit beside it)",
     "accelerator": "auto | cpu | gpu",
     "threads": "TFLite interpreter threads",
+    "inference": "where batches are rasterized and scored: process (a process of its own, "
+    "so the event loop keeps its core), thread (in the server process), or auto (process "
+    "when the machine has more cores than --workers)",
     "reject_at": "verdict not_digit once P(not a digit) reaches this (negative: the model card's)",
     "unsure_below": "verdict unsure while the top digit's probability is below this "
     "(negative: the model card's)",
@@ -87,6 +91,7 @@ class Settings:
     model: Path = DEFAULT_MODEL
     accelerator: Accelerator = "auto"
     threads: int = 1
+    inference: str = "auto"
     reject_at: float = -1.0  # negative: the model card's value
     unsure_below: float = -1.0  # negative: the model card's value
     web_dir: Path = WEB_DIR
@@ -111,6 +116,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.accelerator not in ACCELERATORS:
             raise ValueError(f"accelerator must be one of {', '.join(ACCELERATORS)}")
+        if self.inference not in INFERENCE:
+            raise ValueError(f"inference must be one of {', '.join(INFERENCE)}")
         if self.event_loop not in EVENT_LOOPS:
             raise ValueError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}")
         if not 0 <= self.port <= 65535:
@@ -127,6 +134,10 @@ class Settings:
             raise ValueError("reject_at and unsure_below are probabilities (at most 1)")
         if self.reject_at == 0:
             raise ValueError("reject_at must be above 0 (0 would reject everything)")
+
+    def offload(self, cores: int) -> bool:
+        """Whether batches run in a process of their own on a machine with `cores` cores."""
+        return self.inference == "process" or (self.inference == "auto" and cores > self.workers)
 
     def thresholds(self, card: Mapping[str, Any]) -> Thresholds:
         """The verdict thresholds: these settings where given, else the model card's."""

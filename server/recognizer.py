@@ -20,7 +20,8 @@ from server.batching import BatchStats, MicroBatcher, QueueFull
 from server.canvas import Snapshot
 from server.cost import MAX_STAMPS, bounded, job_cost
 from server.model import Model
-from server.raster import Image, InkError, as_strokes, rasterize_batch
+from server.offload import Drawn, draw_and_score
+from server.raster import Image, InkError, as_strokes
 from server.verdict import Thresholds, decide
 
 Bbox = tuple[float, float, float, float]
@@ -134,21 +135,23 @@ def _checked(ink: tuple[Points, ...]) -> tuple[list[npt.NDArray[np.float64]], st
         raise
 
 
+Engine = Callable[[Sequence[Sequence[npt.NDArray[np.float64]]], Sequence[Image | None]], Drawn]
+
+
 def predict_ink(
-    model: Model, batch: list[tuple[Points, ...]], ready: Sequence[Image | None] = ()
+    model: Model | Engine, batch: list[tuple[Points, ...]], ready: Sequence[Image | None] = ()
 ) -> list[Outcome]:
     """The batch function: rasterize all snapshots in one pass, run the model once on all
-    the ink. Ink that cannot be drawn gets an Outcome with `error`; it never fails the batch.
-    `ready[i]`, when given and not None, is item i's model input already made (an uploaded
-    image, server/images.py; its ink is empty)."""
+    the ink (in this thread with a Model, or through an engine such as an
+    InferenceProcess's `draw_and_score`). Ink that cannot be drawn gets an Outcome with
+    `error`; it never fails the batch. `ready[i]`, when given and not None, is item i's
+    model input already made (an uploaded image, server/images.py; its ink is empty)."""
     checked = [_checked(ink) for ink in batch]
-    images = rasterize_batch([bounded(arrays) for arrays, _ in checked])  # server/cost.py
-    if ready:
-        images = [
-            made if made is not None else drawn for made, drawn in zip(ready, images, strict=True)
-        ]
-    drawn = [img for img in images if img is not None]
-    scores = model.predict_scores(np.stack(drawn)) if drawn else None
+    drawings = [bounded(arrays) for arrays, _ in checked]  # server/cost.py
+    if isinstance(model, Model):
+        images, scores = draw_and_score(model, drawings, ready)
+    else:
+        images, scores = model(drawings, ready)
     tops = ranked_batch(scores.digits) if scores is not None else []
     boxes = bounds_batch(batch, [arrays for arrays, _ in checked])
     out, k = [], 0
@@ -280,13 +283,21 @@ class Recognizer:
         inline_cost: float = INLINE_STAMPS,
         on_batch: Callable[[BatchStats], None] | None = None,
         thresholds: Thresholds | None = None,
+        engine: Engine | None = None,
     ) -> None:
+        """`engine`, if given, rasterizes and scores the batches in place of `model` (an
+        InferenceProcess's `draw_and_score`); a lone cheap batch still runs on `model`."""
         self.model = model
         self.thresholds = thresholds or Thresholds.from_card(model.card)
+
+        def batch_fn(run: Model | Engine) -> Callable[[list[Job]], list[Outcome]]:
+            return lambda jobs: predict_ink(
+                run, [job.snapshot.ink for job in jobs], [job.image for job in jobs]
+            )
+
         self.batcher: MicroBatcher[Job, Outcome] = MicroBatcher(
-            lambda jobs: predict_ink(
-                model, [job.snapshot.ink for job in jobs], [job.image for job in jobs]
-            ),
+            batch_fn(engine or model),
+            inline_fn=batch_fn(model),
             prepare=_refresh,
             max_batch=max_batch,
             max_wait=max_wait,

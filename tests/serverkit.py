@@ -108,6 +108,9 @@ def settings(**limits: Any) -> Settings:
         for k in list(limits)
         if k in {f.name for f in dataclasses.fields(Settings)}
     }
+    # Inference in a thread: a process each would cost every test server a second to start;
+    # tests/test_offload.py and the subprocess servers (tests/test_main.py) cover the process.
+    top.setdefault("inference", "thread")
     if SHARED_STORE and "redis" not in top:
         top.update(redis=SHARED_STORE[-1], redis_prefix=new_prefix())
     base = {

@@ -263,8 +263,11 @@ async def test_concurrent_sessions_share_inference_batches(aiohttp_client: MakeC
     assert images > batches > 0  # some batch held more than one session's ink
 
 
-async def test_200_concurrent_sessions_get_their_own_answers(aiohttp_client: MakeClient) -> None:
-    _, url = await start(aiohttp_client)
+@pytest.mark.parametrize("inference", ["thread", "process"])
+async def test_200_concurrent_sessions_get_their_own_answers(
+    aiohttp_client: MakeClient, inference: str
+) -> None:
+    _, url = await start(aiohttp_client, inference=inference)
     digits = unipen_digits()
     async with unlimited_session() as http:
         clients = await asyncio.gather(*(DigitsClient.open(url, session=http) for _ in range(200)))

@@ -1,0 +1,225 @@
+"""The batch's numeric work (rasterize + model) in a process of its own.
+
+Belongs here: starting that process, moving a batch's validated ink to it and its images and
+scores back, and starting it again when it dies. Why: in one process the inference thread's
+numpy and the event loop take turns holding the GIL, so under load a batch waits for the
+loop more than it computes (at 300 drawers a batch of 64 took 20 ms for 8.7 ms of CPU) and
+the server cannot use a second core. The event loop's process keeps validating the ink (and
+its cache of finished strokes), bounding boxes and ranking; the ink crosses as one flat
+array per batch.
+
+The parent side is synchronous: the batcher's thread calls `draw_and_score` and blocks
+without the GIL while the child works. One batch at a time, as the batcher guarantees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from server.model import Accelerator, Model, Scores
+from server.raster import Image, rasterize_batch
+
+log = logging.getLogger(__name__)
+
+Stroke = npt.NDArray[np.float64]
+Drawn = tuple[list[Image | None], Scores | None]
+
+START_TIMEOUT_S = 60.0  # loading the runtime and the model takes ~1 s on an idle core
+
+
+class OffloadError(RuntimeError):
+    """The inference process could not be started, or died while running a batch."""
+
+
+def draw_and_score(
+    model: Model, drawings: Sequence[Sequence[Stroke]], ready: Sequence[Image | None] = ()
+) -> Drawn:
+    """Rasterize the drawings (validated, bounded strokes) in one pass and run the model once
+    on every image; `ready[i]`, when given and not None, is drawing i's image already made
+    (its ink is empty). Returns each drawing's image (None: no ink) and the scores of the
+    images that are not None, in order (None when there are none)."""
+    images = rasterize_batch(drawings)
+    if ready:
+        images = [
+            made if made is not None else drawn for made, drawn in zip(ready, images, strict=True)
+        ]
+    drawn = [img for img in images if img is not None]
+    return images, model.predict_scores(np.stack(drawn)) if drawn else None
+
+
+def pack(drawings: Sequence[Sequence[Stroke]], ready: Sequence[Image | None]) -> tuple[Any, ...]:
+    """A batch as a few arrays: strokes per drawing, points per stroke, all points (n, 2)."""
+    strokes = [s for d in drawings for s in d]
+    per_drawing = np.fromiter(map(len, drawings), np.intp, len(drawings))
+    lengths = np.fromiter(map(len, strokes), np.intp, len(strokes))
+    points = np.concatenate(strokes) if strokes else np.zeros((0, 2))
+    made = [i for i, img in enumerate(ready) if img is not None]
+    images = np.stack([img for img in ready if img is not None]) if made else None
+    return per_drawing, lengths, points, made, images, len(ready)
+
+
+def unpack(packed: tuple[Any, ...]) -> tuple[list[list[Stroke]], list[Image | None]]:
+    """`pack`'s inverse (strokes come back as views of one array)."""
+    per_drawing, lengths, points, made, images, ready_len = packed
+    strokes = np.split(points, np.cumsum(lengths)[:-1]) if len(lengths) else []
+    ends = np.cumsum(per_drawing).tolist()
+    starts = [0, *ends[:-1]] if ends else []
+    drawings = [strokes[a:b] for a, b in zip(starts, ends, strict=True)]
+    ready: list[Image | None] = [None] * ready_len
+    for k, i in enumerate(made):
+        ready[i] = images[k]
+    return drawings, ready
+
+
+def _serve(conn: Connection, path: str, accelerator: Accelerator, threads: int) -> None:
+    """The child: load the model, then answer batches until the parent closes the pipe (or
+    dies). Ctrl-C and SIGTERM are the parent's to handle: it drains, then closes the pipe."""
+    from server.model import load_model
+    from server.quiet import native_output
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    try:
+        with native_output(quiet=True):
+            model = load_model(path, accelerator, threads)
+    except Exception as exc:  # the parent reports it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", model.accelerator))
+    while True:
+        try:
+            packed = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if packed is None:
+            return
+        try:
+            images, scores = draw_and_score(model, *unpack(packed))
+            inked = [i for i, img in enumerate(images) if img is not None]
+            stacked = np.stack([img for img in images if img is not None]) if inked else None
+            conn.send(("ok", len(images), inked, stacked, scores))
+        except Exception as exc:  # this batch fails; the process goes on
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class InferenceProcess:
+    """A child process running `draw_and_score` on the model at `path`. Started at
+    construction (blocking until the model is loaded); started again, once per batch, if it
+    dies. `close` stops it."""
+
+    def __init__(
+        self, path: Path | str, accelerator: Accelerator = "cpu", threads: int = 1
+    ) -> None:
+        self.path, self.accelerator, self.threads = str(path), accelerator, threads
+        self._ctx = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self.restarts = 0
+        self._closed = False
+        self._start()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(
+            target=_serve,
+            args=(child, self.path, self.accelerator, self.threads),
+            name="digits-inference",
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        try:
+            if not parent.poll(START_TIMEOUT_S):
+                raise OffloadError(f"inference process not ready within {START_TIMEOUT_S:.0f} s")
+            kind, detail = parent.recv()
+        except (EOFError, OSError) as exc:
+            kind, detail = "error", f"it exited ({exc.__class__.__name__})"
+        if kind != "ready":
+            proc.kill()
+            proc.join()
+            raise OffloadError(f"inference process failed to start: {detail}")
+        self._proc, self._conn = proc, parent
+        log.debug("inference process %d ready (%s)", proc.pid, detail)
+
+    def draw_and_score(
+        self, drawings: Sequence[Sequence[Stroke]], ready: Sequence[Image | None] = ()
+    ) -> Drawn:
+        """`draw_and_score` in the child. If the child has died, it is started again and the
+        batch sent once more; raises OffloadError if that fails too."""
+        packed = pack(drawings, ready)
+        with self._lock:
+            if self._closed:
+                raise OffloadError("inference process is closed")
+            try:
+                reply = self._round_trip(packed)
+            except (EOFError, OSError) as exc:
+                log.warning("inference process died (%s); starting another", type(exc).__name__)
+                self._restart()
+                try:
+                    reply = self._round_trip(packed)
+                except (EOFError, OSError) as again:
+                    self._restart()
+                    raise OffloadError("inference process died twice on one batch") from again
+        if reply[0] != "ok":
+            raise OffloadError(f"inference process: {reply[1]}")
+        _, count, inked, stacked, scores = reply
+        images: list[Image | None] = [None] * count
+        for k, i in enumerate(inked):
+            images[i] = stacked[k]
+        return images, scores
+
+    def _round_trip(self, packed: tuple[Any, ...]) -> tuple[Any, ...]:
+        if self._conn is None:  # a restart failed: start it now
+            raise OSError("no inference process")
+        self._conn.send(packed)
+        return self._conn.recv()  # type: ignore[no-any-return]
+
+    def _restart(self) -> None:
+        self._stop(kill=True)
+        self.restarts += 1
+        self._start()
+
+    def close(self) -> None:
+        """Stop the child (it finishes the batch it has). Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._stop(kill=False)
+
+    def _stop(self, kill: bool) -> None:
+        proc, conn, self._proc, self._conn = self._proc, self._conn, None, None
+        if conn is not None:
+            if not kill:
+                with contextlib.suppress(OSError):
+                    conn.send(None)
+            conn.close()
+        if proc is not None:
+            proc.join(0 if kill else 5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
