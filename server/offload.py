@@ -110,9 +110,13 @@ def _serve(conn: Connection, path: str, accelerator: Accelerator, threads: int) 
             images, scores = draw_and_score(model, *unpack(packed))
             inked = [i for i, img in enumerate(images) if img is not None]
             stacked = np.stack([img for img in images if img is not None]) if inked else None
-            conn.send(("ok", len(images), inked, stacked, scores))
+            reply: tuple[Any, ...] = ("ok", len(images), inked, stacked, scores)
         except Exception as exc:  # this batch fails; the process goes on
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(reply)
+        except OSError:  # the parent is gone
+            return
 
 
 class InferenceProcess:
