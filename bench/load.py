@@ -6,7 +6,9 @@ batches 60 times a second), asks for the final answer, clears, and starts the ne
 Measured per level: update-to-prediction latency of live predictions (from the start of
 sending the update a prediction reflects to receiving it: tables before 2026-11-28 06:00 UTC
 timed from the end of the send, see docs/BENCHMARKS.md), live predictions per second per drawer,
-errors, server CPU (from /proc; 100% = one core), server RSS, mean inference batch size,
+errors, server CPU (from /proc; 100% = one core; the server and its child processes, such
+as the inference process: the event loop's thread + the rest), server RSS (the same
+processes), mean inference batch size,
 and the load generator's own CPU.
 
     .venv/bin/python bench/load.py [--levels 1,10,100,300,1000] [--idle 1000] [--seconds 10]
@@ -242,7 +244,7 @@ def raise_open_file_limit() -> None:
 
 HEADER = (
     "| drawers | idle | p50 ms | p99 ms | pred/s per drawer (median, min) | pred/s total | errors "
-    "| server CPU (loop + inference thread) | server RSS | mean batch | loadgen CPU "
+    "| server CPU (event loop + the rest) | server RSS | mean batch | loadgen CPU "
     "| predictions per server CPU-s |"
 )
 

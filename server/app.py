@@ -288,9 +288,10 @@ async def readyz(request: web.Request) -> web.Response:
     app = request.app
     if MODEL not in app or RECOGNIZER not in app or not app[RECOGNIZER].batcher.running:
         return web.json_response({"status": "starting"}, status=503)
-    model = app[MODEL]
+    model, offload = app[MODEL], app.get(OFFLOAD)
     body = {"status": "ready", "model": model.name, "accelerator": model.accelerator}
-    return web.json_response({**body, "runtime": model.runtime, "path": str(model.path)})
+    where = {"inference": "process" if offload is not None else "thread"}
+    return web.json_response({**body, **where, "runtime": model.runtime, "path": str(model.path)})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -346,7 +347,8 @@ def _inference(preloaded: Model | None) -> object:
         offload = None
         if settings.offload(usable_cores()):
             where: Accelerator = "gpu" if model.accelerator == "gpu" else "cpu"
-            start = lambda: InferenceProcess(model.path, where, settings.threads)  # noqa: E731
+            quiet = not logging.getLogger().isEnabledFor(logging.DEBUG)  # as __main__ loads
+            start = lambda: InferenceProcess(model.path, where, settings.threads, quiet)  # noqa: E731
             offload = await asyncio.get_running_loop().run_in_executor(None, start)
         app[OFFLOAD] = offload
         recognizer = Recognizer(

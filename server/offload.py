@@ -83,7 +83,9 @@ def unpack(packed: tuple[Any, ...]) -> tuple[list[list[Stroke]], list[Image | No
     return drawings, ready
 
 
-def _serve(conn: Connection, path: str, accelerator: Accelerator, threads: int) -> None:
+def _serve(
+    conn: Connection, path: str, accelerator: Accelerator, threads: int, quiet: bool
+) -> None:
     """The child: load the model, then answer batches until the parent closes the pipe (or
     dies). Ctrl-C and SIGTERM are the parent's to handle: it drains, then closes the pipe."""
     from server.model import load_model
@@ -93,7 +95,7 @@ def _serve(conn: Connection, path: str, accelerator: Accelerator, threads: int) 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     try:
-        with native_output(quiet=True):
+        with native_output(quiet=quiet):
             model = load_model(path, accelerator, threads)
     except Exception as exc:  # the parent reports it
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -122,12 +124,17 @@ def _serve(conn: Connection, path: str, accelerator: Accelerator, threads: int) 
 class InferenceProcess:
     """A child process running `draw_and_score` on the model at `path`. Started at
     construction (blocking until the model is loaded); started again, once per batch, if it
-    dies. `close` stops it."""
+    dies. `close` stops it. `quiet`: the native runtime's chatter kept off stderr."""
 
     def __init__(
-        self, path: Path | str, accelerator: Accelerator = "cpu", threads: int = 1
+        self,
+        path: Path | str,
+        accelerator: Accelerator = "cpu",
+        threads: int = 1,
+        quiet: bool = True,
     ) -> None:
         self.path, self.accelerator, self.threads = str(path), accelerator, threads
+        self.quiet = quiet
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._proc: Any = None
@@ -144,7 +151,7 @@ class InferenceProcess:
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
             target=_serve,
-            args=(child, self.path, self.accelerator, self.threads),
+            args=(child, self.path, self.accelerator, self.threads, self.quiet),
             name="digits-inference",
             daemon=True,
         )

@@ -57,6 +57,14 @@ def test_the_child_gives_exactly_what_this_process_gives(child: InferenceProcess
     images, scores = child.draw_and_score(ink)
     want_images, want_scores = draw_and_score(bundled_model(), ink)
     assert images[3] is None and want_images[3] is None  # no ink, no image
+    uploaded = rasterize(unipen_digits()[20].strokes)  # an image made elsewhere, as HTTP's
+    ready: list[np.ndarray | None] = [None] * len(ink)
+    ready[3] = uploaded
+    with_image, with_scores = child.draw_and_score(ink, ready)
+    assert with_image[3] is not None and np.array_equal(with_image[3], uploaded)
+    assert with_scores is not None and with_scores.digits.argmax(axis=1)[3] == (
+        unipen_digits()[20].expected
+    )
     for got, want in zip(images, want_images, strict=True):
         assert (got is None) == (want is None)
         assert got is None or np.array_equal(got, want)
@@ -129,6 +137,7 @@ async def test_clients_draw_on_while_the_servers_inference_process_is_killed(
     client, url = await start(aiohttp_client, inference="process")
     offload = client.app[OFFLOAD]
     assert offload is not None and offload.pid is not None
+    assert (await (await client.get("/readyz")).json())["inference"] == "process"
     digits = unipen_digits()[:10]
 
     async def everyone_draws() -> list[int | None]:
