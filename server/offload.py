@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -37,6 +38,7 @@ Stroke = npt.NDArray[np.float64]
 Drawn = tuple[list[Image | None], Scores | None]
 
 START_TIMEOUT_S = 60.0  # loading the runtime and the model takes ~1 s on an idle core
+BATCH_TIMEOUT_S = 30.0  # a batch is bounded to ~20 ms of work (server/cost.py): it is hung
 
 
 class OffloadError(RuntimeError):
@@ -124,7 +126,10 @@ def _serve(
 class InferenceProcess:
     """A child process running `draw_and_score` on the model at `path`. Started at
     construction (blocking until the model is loaded); started again, once per batch, if it
-    dies. `close` stops it. `quiet`: the native runtime's chatter kept off stderr."""
+    dies. `close` stops it. `quiet`: the native runtime's chatter kept off stderr.
+
+    A child that has not answered a batch within `batch_timeout_s` is hung: a watchdog
+    thread kills it, that batch fails (OffloadError) and the next one gets a new child."""
 
     def __init__(
         self,
@@ -132,16 +137,21 @@ class InferenceProcess:
         accelerator: Accelerator = "cpu",
         threads: int = 1,
         quiet: bool = True,
+        batch_timeout_s: float = BATCH_TIMEOUT_S,
     ) -> None:
         self.path, self.accelerator, self.threads = str(path), accelerator, threads
-        self.quiet = quiet
+        self.quiet, self.batch_timeout_s = quiet, batch_timeout_s
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._proc: Any = None
         self._conn: Connection | None = None
         self.restarts = 0
         self._closed = False
+        self._due: float | None = None  # when the batch in flight must be answered by
+        self._hung = False  # the watchdog killed the child
         self._start()
+        self._watch_stop = threading.Event()
+        threading.Thread(target=self._watch, name="inference-watchdog", daemon=True).start()
 
     @property
     def pid(self) -> int | None:
@@ -158,9 +168,10 @@ class InferenceProcess:
         proc.start()
         child.close()
         try:
-            if not parent.poll(START_TIMEOUT_S):
-                raise OffloadError(f"inference process not ready within {START_TIMEOUT_S:.0f} s")
-            kind, detail = parent.recv()
+            if parent.poll(START_TIMEOUT_S):
+                kind, detail = parent.recv()
+            else:
+                kind, detail = "error", f"not ready within {START_TIMEOUT_S:.0f} s"
         except (EOFError, OSError) as exc:
             kind, detail = "error", f"it exited ({exc.__class__.__name__})"
         if kind != "ready":
@@ -174,7 +185,8 @@ class InferenceProcess:
         self, drawings: Sequence[Sequence[Stroke]], ready: Sequence[Image | None] = ()
     ) -> Drawn:
         """`draw_and_score` in the child. If the child has died, it is started again and the
-        batch sent once more; raises OffloadError if that fails too."""
+        batch sent once more; raises OffloadError if that fails too, or if the child hung on
+        this batch (the watchdog killed it; the batch is not sent again)."""
         packed = pack(drawings, ready)
         with self._lock:
             if self._closed:
@@ -182,6 +194,12 @@ class InferenceProcess:
             try:
                 reply = self._round_trip(packed)
             except (EOFError, OSError) as exc:
+                if self._hung:  # this batch may be why: it is not sent again
+                    self._restart()
+                    raise OffloadError(
+                        f"inference process did not answer within {self.batch_timeout_s:g} s; "
+                        "started another"
+                    ) from exc
                 log.warning("inference process died (%s); starting another", type(exc).__name__)
                 self._restart()
                 try:
@@ -200,16 +218,33 @@ class InferenceProcess:
     def _round_trip(self, packed: tuple[Any, ...]) -> tuple[Any, ...]:
         if self._conn is None:  # a restart failed: start it now
             raise OSError("no inference process")
-        self._conn.send(packed)
-        return self._conn.recv()  # type: ignore[no-any-return]
+        self._due = time.monotonic() + self.batch_timeout_s
+        try:
+            self._conn.send(packed)
+            return self._conn.recv()  # type: ignore[no-any-return]
+        finally:
+            self._due = None
+
+    def _watch(self) -> None:
+        """Kill a child that is late with its answer (its pipe then fails in the batch's
+        thread). Checks a few times per timeout; costs nothing while batches are answered."""
+        tick = min(1.0, self.batch_timeout_s / 4)
+        while not self._watch_stop.wait(tick):
+            due, proc = self._due, self._proc
+            if due is not None and time.monotonic() > due and proc is not None:
+                log.warning("inference process %d did not answer in time; killing it", proc.pid)
+                self._hung = True
+                proc.kill()
 
     def _restart(self) -> None:
         self._stop(kill=True)
         self.restarts += 1
+        self._hung = False
         self._start()
 
     def close(self) -> None:
         """Stop the child (it finishes the batch it has). Idempotent."""
+        self._watch_stop.set()
         with self._lock:
             self._closed = True
             self._stop(kill=False)

@@ -1,7 +1,8 @@
 """Snapshots of ink -> answers of the model, micro-batched across all canvases.
 
-Belongs here: the batch function (ink to arrays, rasterize, one `predict_scores` call,
-in the batcher's thread), the ranking of digits, the verdict, the bounding box as the
+Belongs here: the batch function (ink to validated arrays in the batcher's thread, then
+rasterize and one `predict_scores` call there or in the inference process of
+server/offload.py), the ranking of digits, the verdict, the bounding box as the
 client's own numbers, and each member's cut of an answer (top_k, preview, its seq).
 No sockets, no canvas state.
 """

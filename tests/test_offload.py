@@ -99,6 +99,23 @@ def test_a_killed_child_is_started_again_and_the_batch_still_answered() -> None:
     assert proc.pid is None
 
 
+def test_a_hung_child_is_killed_its_batch_fails_and_the_next_gets_a_new_one() -> None:
+    proc = InferenceProcess(bundled_model().path, "cpu", batch_timeout_s=0.5)
+    try:
+        stopped = proc.pid
+        assert stopped is not None
+        os.kill(stopped, signal.SIGSTOP)  # hung: alive, never answering
+        with pytest.raises(OffloadError, match=r"did not answer within 0\.5 s"):
+            proc.draw_and_score(drawings(4))
+        assert proc.restarts == 1 and proc.pid not in (None, stopped)
+        _, scores = proc.draw_and_score(drawings(4))
+        assert scores is not None and len(scores.digits) == 4
+    finally:
+        proc.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(stopped, 0)  # killed and reaped
+
+
 def test_a_child_that_cannot_load_the_model_says_why(tmp_path: Path) -> None:
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(b"not a model")
