@@ -59,6 +59,21 @@ def test_the_event_loop_is_uvloop_where_installed_unless_asyncio_is_asked_for() 
     assert loop_factory("asyncio") is None  # asyncio.Runner's own loop
 
 
+def test_settle_gc_hides_what_is_loaded_from_the_collector() -> None:
+    import gc
+
+    from server.__main__ import GC_YOUNG, settle_gc
+
+    threshold = gc.get_threshold()
+    try:
+        settle_gc()
+        assert gc.get_freeze_count() > 10_000  # this test process's modules and more
+        assert gc.get_threshold() == (GC_YOUNG, *threshold[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+
+
 def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
