@@ -201,8 +201,9 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def _run(settings: Settings) -> None:
-    # The inference thread rasterizes with numpy while holding the GIL; with the default 5 ms
-    # switch interval the event loop waits up to 5 ms to get it back after every syscall.
+    # The batcher's thread (validating ink; with --inference thread, rasterizing with numpy
+    # too) holds the GIL; with the default 5 ms switch interval the event loop waits up to
+    # 5 ms to get it back after every syscall.
     sys.setswitchinterval(0.0005)
     # The native runtime prints dozens of lines to fd 2 while loading (accelerator registry,
     # plugins, Vulkan/WebGPU probes): shown with --log-level debug only.

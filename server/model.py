@@ -5,7 +5,8 @@ Belongs here: finding a runtime (LiteRT, else tflite-runtime), choosing the acce
 checking the file against its model card, quantizing inputs, dequantizing outputs and the
 card's temperature calibration.
 Synchronous, one call at a time: the micro-batcher never overlaps batches (it runs them in its
-inference thread, or a lone cheap one on the event loop).
+inference thread, or in the inference process of server/offload.py with a Model of its own,
+or a lone cheap one on the event loop).
 """
 
 from __future__ import annotations
