@@ -24,10 +24,23 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def probe_ms(rounds: int = 5) -> float:
+    """Milliseconds a fixed pure-Python loop takes here, best of `rounds`: this machine's
+    speed changes by half from one hour to the next (docs/BENCHMARKS.md, fifth session), so
+    each table says how fast the machine was while it was taken. Lower is faster."""
+    best = float("inf")
+    for _ in range(rounds):
+        start, total = time.perf_counter(), 0
+        for i in range(300_000):
+            total += i * i % 7
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
 def machine_line() -> str:
     return (
         f"# {time.strftime('%Y-%m-%d %H:%M')} | {cpu_name()} | {os.cpu_count()} cores | "
-        f"Python {platform.python_version()}"
+        f"Python {platform.python_version()} | probe {probe_ms():.1f} ms"
     )
 
 
