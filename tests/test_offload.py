@@ -1,6 +1,6 @@
 """Batches rasterized and scored in a process of their own (server/offload.py): the real
 model in a real child process, compared with the same work in this process; a child killed
-mid-run; a server whose inference process is killed while a client draws."""
+or hung mid-run; a server whose inference process is killed while clients draw."""
 
 from __future__ import annotations
 
