@@ -61,28 +61,43 @@ def draw_and_score(
     return images, model.predict_scores(np.stack(drawn)) if drawn else None
 
 
+Sparse = tuple[int, list[int], npt.NDArray[np.float32] | None]
+
+
+def sparse(images: Sequence[Image | None]) -> Sparse:
+    """Images some of which are None as (count, where the others are, them stacked)."""
+    where = [i for i, img in enumerate(images) if img is not None]
+    stacked = np.stack([img for img in images if img is not None]) if where else None
+    return len(images), where, stacked
+
+
+def dense(packed: Sparse) -> list[Image | None]:
+    """`sparse`'s inverse."""
+    count, where, stacked = packed
+    images: list[Image | None] = [None] * count
+    for k, i in enumerate(where):
+        assert stacked is not None
+        images[i] = stacked[k]
+    return images
+
+
 def pack(drawings: Sequence[Sequence[Stroke]], ready: Sequence[Image | None]) -> tuple[Any, ...]:
     """A batch as a few arrays: strokes per drawing, points per stroke, all points (n, 2)."""
     strokes = [s for d in drawings for s in d]
     per_drawing = np.fromiter(map(len, drawings), np.intp, len(drawings))
     lengths = np.fromiter(map(len, strokes), np.intp, len(strokes))
     points = np.concatenate(strokes) if strokes else np.zeros((0, 2))
-    made = [i for i, img in enumerate(ready) if img is not None]
-    images = np.stack([img for img in ready if img is not None]) if made else None
-    return per_drawing, lengths, points, made, images, len(ready)
+    return per_drawing, lengths, points, *sparse(ready)
 
 
 def unpack(packed: tuple[Any, ...]) -> tuple[list[list[Stroke]], list[Image | None]]:
     """`pack`'s inverse (strokes come back as views of one array)."""
-    per_drawing, lengths, points, made, images, ready_len = packed
+    per_drawing, lengths, points, count, where, stacked = packed
     strokes = np.split(points, np.cumsum(lengths)[:-1]) if len(lengths) else []
     ends = np.cumsum(per_drawing).tolist()
     starts = [0, *ends[:-1]] if ends else []
     drawings = [strokes[a:b] for a, b in zip(starts, ends, strict=True)]
-    ready: list[Image | None] = [None] * ready_len
-    for k, i in enumerate(made):
-        ready[i] = images[k]
-    return drawings, ready
+    return drawings, dense((count, where, stacked))
 
 
 def _serve(
@@ -112,9 +127,7 @@ def _serve(
             return
         try:
             images, scores = draw_and_score(model, *unpack(packed))
-            inked = [i for i, img in enumerate(images) if img is not None]
-            stacked = np.stack([img for img in images if img is not None]) if inked else None
-            reply: tuple[Any, ...] = ("ok", len(images), inked, stacked, scores)
+            reply: tuple[Any, ...] = ("ok", sparse(images), scores)
         except Exception as exc:  # this batch fails; the process goes on
             reply = ("error", f"{type(exc).__name__}: {exc}")
         try:
@@ -209,11 +222,8 @@ class InferenceProcess:
                     raise OffloadError("inference process died twice on one batch") from again
         if reply[0] != "ok":
             raise OffloadError(f"inference process: {reply[1]}")
-        _, count, inked, stacked, scores = reply
-        images: list[Image | None] = [None] * count
-        for k, i in enumerate(inked):
-            images[i] = stacked[k]
-        return images, scores
+        _, images, scores = reply
+        return dense(images), scores
 
     def _round_trip(self, packed: tuple[Any, ...]) -> tuple[Any, ...]:
         if self._conn is None:  # a restart failed: start it now
