@@ -25,7 +25,7 @@ from convert.trainset import Rows
 #: Where trained trunks and rendered feature sets are kept between runs (git-ignored).
 CACHE_DIR = Path(__file__).resolve().parent.parent / "runs" / "cache"
 #: Bump when the trunk recipe changes, so a cached trunk of an older recipe is not reused.
-TRUNK_RECIPE = 2
+TRUNK_RECIPE = 3
 
 
 @dataclass
@@ -74,7 +74,7 @@ def _block(x: Any, filters: int, name: str, strides: int = 1) -> Any:
 
 def build_trunk() -> Any:
     """Four conv blocks, 28x28 -> 7x7x64 features, downsampling by strided convolutions
-    (~7.4M of the ~11M multiply-adds; with 3x3 convolutions at full resolution and max pooling
+    (~7.4M of the ~8.2M multiply-adds; with 3x3 convolutions at full resolution and max pooling
     instead it was ~22M and 1.8x slower at batch 1). The frozen recipe
     trains it once on MNIST alone, so each leave-one-source-out fold only trains the head."""
     import keras
@@ -91,13 +91,16 @@ FEATURE_SHAPE = (7, 7, 64)
 
 
 def build_head(classes: int = CLASSES) -> Any:
-    """One conv block and two dense layers on the trunk's features; outputs logits."""
+    """Max pooling (7x7 -> 3x3), one conv block and two dense layers on the trunk's features;
+    outputs logits. Pooling before the conv block instead of after it costs the same
+    parameters and ~0.7M multiply-adds instead of ~3.6M (the model 12-18% faster; on
+    leave-one-source-out as accurate, docs/BENCHMARKS.md)."""
     import keras
     from keras import layers
 
     inp = keras.Input(FEATURE_SHAPE, name="features")
-    x = _block(inp, 128, "b5")
-    x = layers.MaxPooling2D(name="pool3")(x)  # 3x3
+    x = layers.MaxPooling2D(name="pool3")(inp)  # 3x3
+    x = _block(x, 128, "b5")
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(0.3, name="drop1")(x)
     x = layers.Dense(128, use_bias=False, name="fc")(x)
@@ -117,7 +120,7 @@ def assemble(trunk: Any, head: Any) -> Any:
 
 
 def build_model(classes: int = CLASSES) -> Any:
-    """A small CNN: ~11M multiply-adds, ~290k parameters; outputs logits."""
+    """A small CNN: ~8.2M multiply-adds, ~290k parameters; outputs logits."""
     return assemble(build_trunk(), build_head(classes))
 
 
