@@ -27,6 +27,7 @@ pytestmark = pytest.mark.browser
 
 PHONE = {"width": 390, "height": 844}
 PHONE_LANDSCAPE = {"width": 844, "height": 390}
+SMALLEST_PHONE = {"width": 320, "height": 568}
 # Recorded in every page before its own scripts run (DevTools, not a <script>: the CSP stays on).
 WATCH_CSP = """
 window.__csp = [];
@@ -96,6 +97,32 @@ def test_enter_after_clicking_clear_or_undo_recognizes_and_keeps_the_ink(
     assert page.shown()["state"] == "empty" and page.ink_amount() == 0
 
 
+def test_enter_on_a_button_the_keyboard_is_on_presses_that_button(
+    page: Page, samples: Samples
+) -> None:
+    strokes = samples.two_part.strokes
+    page.draw(strokes)
+    page.wait_settled()
+    page.page.focus("#undo")  # reached with Tab: Enter presses it, as it would anywhere
+    page.page.keyboard.press("Enter")
+    page.wait("() => window.digits.ink.strokes.length === 1")
+    assert page.shown()["state"] != "final"
+
+    page.page.focus("#share-start")
+    page.page.keyboard.press("Enter")  # opens the dialog: no final answer instead
+    page.page.get_by_role("dialog").wait_for(state="visible", timeout=WAIT_MS)
+    page.page.keyboard.press("Escape")
+    page.page.get_by_role("dialog").wait_for(state="hidden", timeout=WAIT_MS)
+    # Share is gone from the header: the keyboard's focus goes to Links, not to the top.
+    page.wait("() => document.activeElement?.id === 'room-links'")
+    page.page.keyboard.press("Enter")
+    page.page.get_by_role("dialog").wait_for(state="visible", timeout=WAIT_MS)
+    page.page.keyboard.press("Escape")
+    page.page.get_by_role("dialog").wait_for(state="hidden", timeout=WAIT_MS)
+    page.draw(strokes[1:], frame=strokes)  # drawing takes the focus to the pad
+    assert page.recognize()["digit"] == str(samples.two_part.label)  # and Enter recognizes
+
+
 # ---- 2. the honest guess (the verdict in words: tests/web/guess.test.js) ---------------------
 
 
@@ -116,6 +143,11 @@ def test_a_letter_drawn_on_the_pad_shows_the_not_a_digit_message(page: Page) -> 
         shown = page.recognize()
         assert (shown["digit"], shown["verdict"], shown["announced"]) == ("?", not_digit, not_digit)
         assert page.js("() => window.digits.debug.lastPrediction.verdict") == "not_digit"
+        fills = page.js(
+            "() => [...document.querySelectorAll('#bars .bar-fill')]"
+            ".map(el => getComputedStyle(el).backgroundColor)"
+        )
+        assert len(fills) == 3 and len(set(fills)) == 1  # no green bar under "not a digit"
 
 
 # ---- 3. sharing -------------------------------------------------------------------------------
@@ -136,6 +168,39 @@ def test_in_a_room_a_final_answer_reaches_every_member(
         shown = other.shown()
         assert shown["digit"] == "4" and shown["verdict"].startswith("Final answer: 4")
         assert shown["announced"] == "Final answer: 4"
+
+
+def test_a_reload_takes_back_the_session_its_room_and_its_own_strokes(
+    make_page: Callable[..., Page], server: ServerProcess, samples: Samples
+) -> None:
+    """A reload is not a new person: no member is left behind in the room for the resume
+    grace, the strokes drawn before it can still be undone, and the sharer keeps both links."""
+    owner, links = share(make_page, server)
+    draw_fragment = urlsplit(links["draw"]).fragment
+    assert owner.js("() => location.hash") == f"#{draw_fragment}"  # the address is the link now
+    drawer = join(make_page, links["draw"], "draw")
+    owner.wait("() => window.digits.room.members.length === 2")
+    strokes = samples.two_part.strokes
+    drawer.draw(strokes)
+    owner.wait("n => window.digits.room.others.size === n", len(strokes))
+    session = drawer.js("() => window.digits.conn.welcome.session")
+
+    drawer.page.reload()
+    drawer.wait_connected()
+    drawer.wait("() => window.digits.room.role === 'draw' && window.digits.debug.resumed")
+    assert drawer.js("() => window.digits.conn.welcome.session") == session
+    assert drawer.js("() => window.digits.room.members.length") == 2  # nobody left behind
+    assert stroke_count(drawer) == len(strokes)  # still its own strokes
+    drawer.page.keyboard.press("Control+z")
+    owner.wait("n => window.digits.room.others.size === n", len(strokes) - 1)
+    assert owner.js("() => window.digits.room.members.length") == 2
+
+    owner.page.reload()
+    owner.wait_connected()
+    owner.wait("() => window.digits.room.role === 'draw' && window.digits.debug.resumed")
+    assert owner.js("() => location.hash") == f"#{draw_fragment}"
+    assert owner.page.input_value("#share-watch-link") == links["watch"]
+    assert owner.page.input_value("#share-draw-link") == links["draw"]
 
 
 def test_a_watcher_sees_no_recognize_and_errors_leave_stop_watching_free(
@@ -314,8 +379,8 @@ def test_live_updates_are_not_announced_one_by_one(page: Page, samples: Samples)
 
 @pytest.mark.parametrize(
     "viewport",
-    [{"width": 1280, "height": 800}, PHONE, PHONE_LANDSCAPE],
-    ids=["desktop", "phone", "landscape"],
+    [{"width": 1280, "height": 800}, PHONE, PHONE_LANDSCAPE, SMALLEST_PHONE],
+    ids=["desktop", "phone", "landscape", "320px"],
 )
 def test_everything_fits_on_the_screen_without_scrolling(
     make_page: Callable[..., Page],
@@ -328,7 +393,7 @@ def test_everything_fits_on_the_screen_without_scrolling(
     page.open(server.url)
     page.draw(samples.clear[0].strokes)
     page.wait_settled()
-    if touch:  # docs/screenshot.png is the desktop page mid-drawing (tests/test_browser.py)
+    if viewport in (PHONE, PHONE_LANDSCAPE):  # docs/screenshot.png: tests/test_browser.py
         name = "phone" if viewport["width"] < viewport["height"] else "landscape"
         save_screenshot(page, SCREENSHOT.with_name(f"screenshot-{name}.png"))
     things = [

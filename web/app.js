@@ -31,6 +31,11 @@ class DrawingPage {
     this.frame = { requested: false, lastFlush: 0 };
     this.answer = { staleBefore: 0, wanted: false, shown: false, retry: null };
     this.debug = { lastPredictionSeq: null, lastPrediction: null, lastPointerType: null, resumed: false };
+    // This tab reloaded with the room (or none) its session was in: take that session back.
+    const kept = readKept();
+    this.reloaded = kept && kept.room === (this.invite?.room ?? null) ? kept : null;
+    if (this.reloaded) this.conn.resumeToken = this.reloaded.token;
+    this.restoring = null; // the reloaded session's room, until its "joined" comes
   }
 
   get watching() {
@@ -231,9 +236,10 @@ class DrawingPage {
   }
 
   /**
-   * Enter always means "recognize", whatever has focus; Space presses only a focused button,
-   * and buttons take the focus only from the keyboard (see start). The share dialog, text
-   * fields and "How it works" keep their own keys.
+   * Enter means "recognize" unless a button has the focus (then it presses that button, as
+   * everywhere); Space presses only a focused button, and buttons take the focus only from
+   * the keyboard (see start), so after a click Enter still recognizes. The share dialog,
+   * text fields and "How it works" keep their own keys.
    */
   onKeyDown(event) {
     this.conn.wake();
@@ -241,7 +247,9 @@ class DrawingPage {
     if (target?.closest("dialog, input, textarea, summary, a")) return;
     const key = event.key.toLowerCase();
     const command = event.ctrlKey || event.metaKey;
-    if (key === "enter") {
+    if (key === "enter" && target?.closest("button")) {
+      return; // the browser presses the focused button
+    } else if (key === "enter") {
       event.preventDefault();
       if (!event.repeat) this.recognize();
     } else if (key === " " && !target?.closest("button")) {
@@ -301,6 +309,14 @@ class DrawingPage {
     this.view.model(welcome);
     this.view.hideError();
     this.debug.resumed = welcome.resumed;
+    const reloaded = this.reloaded;
+    this.reloaded = null;
+    if (welcome.resumed && reloaded?.room) {
+      this.restoring = reloaded; // "joined" follows, with the room's ink and our strokes in it
+      writeKept({ ...reloaded, token: this.conn.resumeToken });
+      return;
+    }
+    this.keep();
     if (welcome.resumed) {
       if (this.room.room) return; // the room's state ("joined") follows
       if (!this.inSync(welcome)) {
@@ -343,8 +359,17 @@ class DrawingPage {
     this.applyInk(ink);
     if (message.type === "shared") {
       this.invite = { room: message.room, token: message.drawToken };
+      // The address becomes the drawing link, as it is for those who join: a reload or a
+      // bookmark comes back to the room.
+      window.history.replaceState(null, "", shareLink(window.location.href, message.room, message.drawToken));
+      this.view.hideError();
       this.view.showLinks();
     } else if (message.type === "joined") {
+      if (this.restoring?.room === message.room) {
+        this.room = { ...this.room, tokens: { ...this.restoring.tokens, ...this.room.tokens } };
+      }
+      this.restoring = null;
+      this.view.hideError();
       this.pen.pointer = null;
       this.outbox.drop();
       this.answer.staleBefore = this.conn.seq; // what this session predicted before is not the room's
@@ -361,6 +386,13 @@ class DrawingPage {
       if (message.type !== "stroke" && this.isEmpty()) this.showEmpty();
     }
     this.view.room(this.room, this.links());
+    if (!INK_EVENTS.has(message.type) || message.type === "joined") this.keep();
+  }
+
+  /** What a reload of this tab needs to take the session back (see readKept). */
+  keep() {
+    const token = this.conn.resumeToken;
+    if (token) writeKept({ token, room: this.room.room, tokens: this.room.tokens });
   }
 
   applyInk(action) {
@@ -385,6 +417,7 @@ class DrawingPage {
     this.applyInk(ink);
     this.forgetInvite();
     this.view.room(this.room, this.links());
+    this.keep();
   }
 
   /** A join (by link, or again after a lost session) was refused: draw alone. */
@@ -449,6 +482,18 @@ class DrawingPage {
     $("room-links").addEventListener("click", () => this.view.showLinks());
     $("room-leave").addEventListener("click", () => this.conn.send(protocol.leave()));
     $("share-done").addEventListener("click", () => this.view.closeLinks());
+    // The dialog hands the focus back to Share, which sharing hid: from the keyboard, the
+    // focus goes to Links instead (the place to come back to it), not to the top of the page.
+    let keyboard = false;
+    document.addEventListener("keydown", () => (keyboard = true), true);
+    document.addEventListener("pointerdown", () => (keyboard = false), true);
+    $("share-dialog").addEventListener("close", () => {
+      if (keyboard && !$("room-links").hidden) $("room-links").focus();
+    });
+    if (/Mac|iPhone|iPad/.test(navigator.platform)) {
+      $("undo").querySelector("kbd").textContent = "⌘Z";
+      $("redo").querySelector("kbd").textContent = "⇧⌘Z";
+    }
     $("error-close").addEventListener("click", () => this.view.hideError());
     for (const button of document.querySelectorAll("[data-copy]")) {
       button.addEventListener("click", () => this.copyLink(button));
@@ -472,6 +517,31 @@ class DrawingPage {
       if (!this.conn.ws && !this.conn.idle) this.conn.connect();
     });
     this.conn.connect();
+  }
+}
+
+// A reload takes this tab's session back (its room, and the strokes it drew there, which stay
+// its own to undo) instead of leaving a member nobody sees in the room for resume_grace_s: the
+// resume token, the room and its links are kept in sessionStorage, which is this tab's alone
+// and goes with it. Without storage (a policy, a private mode) a reload starts a new session.
+const KEPT = "digits.session";
+
+/** {token, room: id or null, tokens: {draw?, watch?}} of this tab's session, or null. */
+function readKept() {
+  try {
+    const kept = JSON.parse(window.sessionStorage.getItem(KEPT) ?? "null");
+    if (typeof kept?.token !== "string") return null;
+    return { token: kept.token, room: typeof kept.room === "string" ? kept.room : null, tokens: kept.tokens ?? {} };
+  } catch {
+    return null;
+  }
+}
+
+function writeKept(value) {
+  try {
+    window.sessionStorage.setItem(KEPT, JSON.stringify(value));
+  } catch {
+    // no storage here: nothing to take back after a reload
   }
 }
 

@@ -34,7 +34,8 @@ export function describe(prediction, digit) {
   const { final, verdict, top } = prediction;
   const p = percent(top.find((g) => g.digit === digit)?.p ?? 0);
   if (verdict === "not_digit") {
-    const text = "That doesn't look like a digit";
+    // While drawing, part of a digit can look like nothing yet (the bar of a 7): say "yet".
+    const text = final ? "That doesn't look like a digit" : "Doesn't look like a digit yet";
     return { digit: "?", text, announce: text };
   }
   if (verdict === "unsure") {

@@ -45,4 +45,6 @@ test("each verdict has its own words, and only finals and verdicts are announced
     text: "That doesn't look like a digit",
     announce: "That doesn't look like a digit",
   });
+  // While drawing, "not a digit" may be the first stroke of one: the words say "yet".
+  assert.equal(describe(guess("not_digit"), 3).text, "Doesn't look like a digit yet");
 });
