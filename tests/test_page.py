@@ -203,6 +203,19 @@ def test_a_reload_takes_back_the_session_its_room_and_its_own_strokes(
     assert owner.page.input_value("#share-draw-link") == links["draw"]
 
 
+def test_a_reload_keeps_a_drawing_of_ones_own(page: Page, samples: Samples) -> None:
+    page.draw(samples.clear[5].strokes)
+    page.wait_settled()
+    session = page.js("() => window.digits.conn.welcome.session")
+    ink = page.js("() => window.digits.ink.strokes")
+    page.page.reload()
+    page.wait_connected()
+    page.wait("() => window.digits.debug.resumed")
+    assert page.js("() => window.digits.conn.welcome.session") == session
+    assert page.js("() => window.digits.ink.strokes") == ink and page.ink_amount() > 0
+    assert page.recognize()["digit"] == "5"  # the server has the same ink
+
+
 def test_a_watcher_sees_no_recognize_and_errors_leave_stop_watching_free(
     make_page: Callable[..., Page], server: ServerProcess, samples: Samples
 ) -> None:

@@ -35,6 +35,7 @@ class DrawingPage {
     const kept = readKept();
     this.reloaded = kept && kept.room === (this.invite?.room ?? null) ? kept : null;
     if (this.reloaded) this.conn.resumeToken = this.reloaded.token;
+    if (this.reloaded?.ink) this.ink.load(this.reloaded.ink); // a drawing of its own
     this.restoring = null; // the reloaded session's room, until its "joined" comes
   }
 
@@ -389,10 +390,11 @@ class DrawingPage {
     if (!INK_EVENTS.has(message.type) || message.type === "joined") this.keep();
   }
 
-  /** What a reload of this tab needs to take the session back (see readKept). */
-  keep() {
+  /** What a reload of this tab needs to take the session back (see readKept); `ink` is
+   * written only as the page goes (a room gives its strokes back by itself). */
+  keep(ink = null) {
     const token = this.conn.resumeToken;
-    if (token) writeKept({ token, room: this.room.room, tokens: this.room.tokens });
+    if (token) writeKept({ token, room: this.room.room, tokens: this.room.tokens, ink });
   }
 
   applyInk(action) {
@@ -506,6 +508,7 @@ class DrawingPage {
 
     new ResizeObserver(() => this.pad.fit() && this.render()).observe(canvas);
     this.pad.fit();
+    this.render(); // a drawing taken back after a reload
     this.view.room(this.room, this.links());
     this.inkChanged();
     this.showEmpty();
@@ -513,6 +516,7 @@ class DrawingPage {
     this.conn.addEventListener("state", ({ detail }) => this.view.connection(detail));
     this.conn.addEventListener("welcome", ({ detail }) => this.onWelcome(detail));
     this.conn.addEventListener("message", ({ detail }) => this.onMessage(detail));
+    window.addEventListener("pagehide", () => this.keep(this.room.room ? null : this.ink.all()));
     window.addEventListener("online", () => {
       if (!this.conn.ws && !this.conn.idle) this.conn.connect();
     });
@@ -521,20 +525,29 @@ class DrawingPage {
 }
 
 // A reload takes this tab's session back (its room, and the strokes it drew there, which stay
-// its own to undo) instead of leaving a member nobody sees in the room for resume_grace_s: the
-// resume token, the room and its links are kept in sessionStorage, which is this tab's alone
-// and goes with it. Without storage (a policy, a private mode) a reload starts a new session.
+// its own to undo; or a drawing of its own) instead of leaving a member nobody sees in the
+// room for resume_grace_s: the resume token, the room and its links, and a solo drawing as the
+// page goes, are kept in sessionStorage, which is this tab's alone and goes with it. Without
+// storage (a policy, a private mode) a reload starts a new session.
 const KEPT = "digits.session";
 
-/** {token, room: id or null, tokens: {draw?, watch?}} of this tab's session, or null. */
+/** {token, room: id or null, tokens: {draw?, watch?}, ink: strokes or null} of this tab's
+ * session, or null. */
 function readKept() {
   try {
     const kept = JSON.parse(window.sessionStorage.getItem(KEPT) ?? "null");
     if (typeof kept?.token !== "string") return null;
-    return { token: kept.token, room: typeof kept.room === "string" ? kept.room : null, tokens: kept.tokens ?? {} };
+    const room = typeof kept.room === "string" ? kept.room : null;
+    const ink = room === null && isStrokes(kept.ink) ? kept.ink : null;
+    return { token: kept.token, room, tokens: kept.tokens ?? {}, ink };
   } catch {
     return null;
   }
+}
+
+function isStrokes(value) {
+  const isPoint = (p) => Array.isArray(p) && Number.isFinite(p[0]) && Number.isFinite(p[1]);
+  return Array.isArray(value) && value.every((s) => Array.isArray(s) && s.every(isPoint));
 }
 
 function writeKept(value) {
