@@ -377,6 +377,17 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([3.0], 99) == 3.0 and percentile([], 50) is None
 
 
+@pytest.mark.asyncio
+async def test_python_m_client_runs_the_command() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "client", "draw", "--help",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err
+    assert out.decode().startswith("usage: digits-client draw ")
+
+
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (
         ["draw", "--room", "r"],
