@@ -375,12 +375,13 @@ class DigitsClient:
         """Raise ServerError for the first refused ink message after seq `since`, if any
         came; the refusals after `since` count as reported (the later ones mostly follow
         from the first: a stroke that never began gets `no_stroke`)."""
-        if not self._refused or max(e.seq or 0 for e in self._refused) <= since:
+        if not self._refused:  # the usual case, checked between the messages of draw()
             return
-        first = min((e for e in self._refused if (e.seq or 0) > since), key=lambda e: e.seq or 0)
-        kept = [e for e in self._refused if (e.seq or 0) <= since]
-        self._refused = collections.deque(kept, maxlen=MAX_REFUSED)
-        raise ServerError(first)
+        newer = [e for e in self._refused if (e.seq or 0) > since]
+        if newer:
+            kept = [e for e in self._refused if (e.seq or 0) <= since]
+            self._refused = collections.deque(kept, maxlen=MAX_REFUSED)
+            raise ServerError(min(newer, key=lambda e: e.seq or 0))
 
     # ---- receiving ----------------------------------------------------------------------
 
