@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextlib
 import json
 import os
 import sys
@@ -174,24 +175,32 @@ def prediction_record(msg: Prediction) -> dict[str, Any]:
 
 
 class DrawPrinter:
-    """Prints every prediction as a JSON line, and server errors as "stdin:line: ..."
-    (the input line whose messages the error refers to)."""
+    """Prints every prediction as a JSON line, and the first server error of each input
+    line as "stdin:line: ..." (the line whose messages it refused; the line's later errors
+    follow from it, as `no_stroke` after a refused `start`). An error of a message that is
+    no input line's (join, share, the final recognize) is raised by the call that sent it
+    and reported once by main; one that names no message (`too_slow`) has no line."""
 
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self.out, self.err = out, err
         self.failures = 0
-        self.line = 0  # the input line being sent
-        self._sent: list[int] = []  # last seq sent for each finished line, ascending
+        self.line: int | None = None  # the input line being sent, if any
+        self.start = 0  # messages up to this seq are no input line's
+        self._ends: list[int] = []  # last seq sent for each finished line, ascending
         self._lines: list[int] = []
+        self._reported: set[int] = set()
 
-    def sent(self, seq: int | None) -> None:
-        """All messages of the current line are out; the last one had `seq`."""
-        if seq is not None:
-            self._sent.append(seq)
+    def sent(self, seq: int) -> None:
+        """All messages of the current line are out; the last one sent so far had `seq`."""
+        last = self._ends[-1] if self._ends else self.start
+        if self.line is not None and seq > last:
+            self._ends.append(seq)
             self._lines.append(self.line)
 
-    def line_of(self, seq: int | None) -> int:
-        i = len(self._sent) if seq is None else bisect.bisect_left(self._sent, seq)
+    def line_of(self, seq: int) -> int | None:
+        if seq <= self.start:
+            return None
+        i = bisect.bisect_left(self._ends, seq)
         return self._lines[i] if i < len(self._lines) else self.line
 
     def bad_line(self, line: int, reason: str) -> None:
@@ -203,7 +212,15 @@ class DrawPrinter:
         if isinstance(msg, Prediction):
             print(json.dumps(prediction_record(msg)), file=self.out, flush=True)
         elif isinstance(msg, Error):
-            self.bad_line(self.line_of(msg.seq), f"server error {msg.code}: {msg.message}")
+            reason = f"server error {msg.code}: {msg.message}"
+            if msg.seq is None:
+                self.failures += 1
+                print(f"{PROG}: {reason}", file=self.err, flush=True)
+                return
+            line = self.line_of(msg.seq)
+            if line is not None and line not in self._reported:
+                self._reported.add(line)
+                self.bad_line(line, reason)
 
 
 async def stdin_lines(limit: int = 64) -> AsyncIterator[tuple[int, str]]:
@@ -238,11 +255,13 @@ async def _draw_line(pen: Pen, printer: DrawPrinter, line: int, text: str) -> No
     printer.line = line
     if item == "recognize":
         await pen.pacer.take()
-        await pen.client.recognize()
+        with contextlib.suppress(ServerError):  # the printer reported it, with this line
+            await pen.client.recognize()
     elif isinstance(item, str):
-        printer.sent(await pen.command(item))
+        await pen.command(item)
     else:
-        printer.sent(await pen.stroke(item))
+        await pen.stroke(item)
+    printer.sent(pen.client.seq)
 
 
 async def run_draw(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -257,8 +276,10 @@ async def run_draw(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 room = {"room": shared.room, "draw_token": shared.draw_token}
                 print(json.dumps({**room, "watch_token": shared.watch_token}), file=err, flush=True)
             pen = Pen(client, opts.pace)
+            printer.start = client.seq  # the join's or share's: no input line's
             async for line, text in stdin_lines():
                 await _draw_line(pen, printer, line, text)
+            printer.line = None  # the final recognize raises its own errors
             await pen.pacer.take()
             await client.recognize()
         finally:

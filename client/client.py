@@ -21,6 +21,7 @@ import aiohttp
 from protocol import (
     Clear,
     ClientMessage,
+    Code,
     End,
     Error,
     Hello,
@@ -51,6 +52,7 @@ StrokeInput = Sequence[Sequence[float]]  # [[x, y] or [x, y, t], ...]
 RESUMABLE = frozenset({1001, 1006, 1012, 1013})
 RETRIED = ("final", "pong")  # requests sent again after a reconnection (the others fail)
 MAX_UNACKED = 4096  # ink messages kept until a prediction shows the server applied them
+MAX_REFUSED = 256  # refusals of ink kept until sync() or draw() reports them (the newest)
 Ink = Start | PointsMsg | End | Undo | Clear
 MessageHook = Callable[[ServerMessage, float], None]
 MAX_SERVER_FRAME = 4 * 1024 * 1024  # server messages are small; refuse absurd ones
@@ -107,6 +109,11 @@ class DigitsClient:
     are dropped. `latest` is the newest prediction, `welcome` the server's welcome
     (`welcome.resumed` tells whether `resume=` brought the old session back), `room` the
     shared session this client is in, if any.
+
+    Errors: a request (`recognize`, `ping`, `share`, `join`, `leave`) the server refuses
+    raises ServerError (`code`, `seq`). Ink (`start_stroke`, `points`, `end_stroke`, `undo`,
+    `clear`) is streamed without waiting for an answer: a refusal of it (`watch_only`,
+    `no_stroke`, `bad_number`, ...) is raised by `draw()` or by the next `sync()`, once.
     """
 
     def __init__(
@@ -137,6 +144,8 @@ class DigitsClient:
         self._closing = False
         self._too_slow = False
         self._unacked: collections.deque[Ink] = collections.deque(maxlen=MAX_UNACKED)
+        self._ink_seqs: collections.deque[int] = collections.deque(maxlen=MAX_UNACKED)
+        self._refused: collections.deque[Error] = collections.deque(maxlen=MAX_REFUSED)
         self._replaying = False  # resumed: waiting for the prediction that says where it is
         self._tasks: set[asyncio.Task[None]] = set()
         self.reconnects = 0  # how many times the session was resumed on a new connection
@@ -197,14 +206,22 @@ class DigitsClient:
 
     # ---- sending ------------------------------------------------------------------------
 
+    @property
+    def seq(self) -> int:
+        """The seq of the last message sent (0 before any)."""
+        return self._seq
+
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
 
     async def _send(self, msg: ClientMessage) -> None:
         data = encode_client(msg, self.binary)
-        if isinstance(msg, Ink) and self._dial is not None:
-            self._unacked.append(msg)
+        if isinstance(msg, Ink):
+            if msg.seq is not None:
+                self._ink_seqs.append(msg.seq)
+            if self._dial is not None:
+                self._unacked.append(msg)
         while True:
             if not self._online.is_set() and not self._reader.done():
                 await self._online.wait()  # reconnecting; the reader sets or gives up
@@ -261,6 +278,14 @@ class DigitsClient:
         await self._request(("pong", seq), Ping(seq), wait_s)
         return time.perf_counter() - start
 
+    async def sync(self, wait_s: float = 10.0) -> None:
+        """Wait until the server has handled every message sent so far (a ping's round
+        trip), then raise ServerError for the first ink message it refused that was not
+        reported yet (`seq` names it; `await c.points(p); await c.sync()` raises that
+        `points`'s refusal). Each refusal is raised once; all are in the inbox too."""
+        await self.ping(wait_s)
+        self._raise_refused(since=0)
+
     async def share(self, wait_s: float = 10.0) -> Shared:
         """Share this session: a room seeded with its ink, and the tokens to give out."""
         seq = self._next_seq()
@@ -307,28 +332,56 @@ class DigitsClient:
     ) -> Prediction | None:
         """Stream a whole drawing as a pen would: one point every `point_interval` seconds,
         sent in batches `frame_rate` times a second (as a browser does), then the final
-        answer when `recognize`. `point_interval=0` sends as fast as possible."""
-        for stroke in strokes:
-            await self._stream_stroke(stroke, point_interval, frame_rate)
-        return await self.recognize() if recognize else None
+        answer when `recognize` (else None once the server has handled the ink).
+        `point_interval=0` sends as fast as possible.
 
-    async def _stream_stroke(self, stroke: StrokeInput, interval: float, rate: float) -> None:
+        Raises ServerError when the server refused any of the drawing's messages (a watcher's
+        `watch_only`, `bad_number`, `too_many_points`, ...): at once when the refusal comes
+        while drawing (what was sent before it stays drawn), else after the final answer."""
+        since = self._seq  # this drawing's messages come after
+        for stroke in strokes:
+            await self._stream_stroke(stroke, point_interval, frame_rate, since)
+        if recognize:
+            final: Prediction | None = await self.recognize()
+        else:
+            await self.ping()  # every refusal of the ink comes before the pong
+            final = None
+        self._raise_refused(since)
+        return final
+
+    async def _stream_stroke(
+        self, stroke: StrokeInput, interval: float, rate: float, since: int
+    ) -> None:
         if not stroke:
             return
         await self.start_stroke(stroke[:1])
         if interval <= 0:  # as fast as possible, a few points per message
             for i in range(1, len(stroke), 8):
+                self._raise_refused(since)
                 await self.points(stroke[i : i + 8])
         else:  # each frame sends the points the pen has reached by then
             loop = asyncio.get_running_loop()
             started, sent = loop.time(), 1
             while sent < len(stroke):
                 await asyncio.sleep(1.0 / rate)
+                self._raise_refused(since)
                 due = min(len(stroke), 1 + int((loop.time() - started) / interval))
                 if due > sent:
                     await self.points(stroke[sent:due])
                     sent = due
         await self.end_stroke()
+
+    def _raise_refused(self, since: int) -> None:
+        """Raise ServerError for the first refused ink message after seq `since`, if any
+        came; the refusals after `since` count as reported (the later ones mostly follow
+        from the first: a stroke that never began gets `no_stroke`)."""
+        if not self._refused:  # the usual case, checked between the messages of draw()
+            return
+        newer = [e for e in self._refused if (e.seq or 0) > since]
+        if newer:
+            kept = [e for e in self._refused if (e.seq or 0) <= since]
+            self._refused = collections.deque(kept, maxlen=MAX_REFUSED)
+            raise ServerError(min(newer, key=lambda e: e.seq or 0))
 
     # ---- receiving ----------------------------------------------------------------------
 
@@ -504,6 +557,9 @@ class DigitsClient:
             elif msg.seq is not None:
                 for kind in ("final", *_REPLIES.values()):
                     self._settle((kind, msg.seq), err)
+                # overloaded on ink: its live prediction was skipped, the ink was applied
+                if msg.code != Code.OVERLOADED and msg.seq in self._ink_seqs:
+                    self._refused.append(msg)
 
     def _later(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

@@ -78,6 +78,9 @@ async def recognize_image(
         async with http.post(url, data=data, headers=headers, params={"top_k": top_k}) as resp:
             body = await resp.json(content_type=None)
             status = resp.status
+    except aiohttp.ClientConnectorError as exc:  # its text names "ssl:default" even for http
+        why = exc.os_error.strerror or exc.os_error
+        raise Unreachable(f"{base}: cannot connect to {exc.host}:{exc.port} ({why})") from None
     except (aiohttp.ClientConnectionError, aiohttp.InvalidURL) as exc:
         raise Unreachable(f"{base}: {exc}") from None
     except (aiohttp.ContentTypeError, json.JSONDecodeError) as exc:

@@ -52,15 +52,42 @@ _OMIT_IF_NONE = {(m.Prediction, "input")}  # server fields left out when None
 # ---- framing ---------------------------------------------------------------------------
 
 
+_UNPACK_ERRORS = (ValueError, TypeError, RecursionError, msgpack.UnpackException)
+_INT_DIGITS = 4000  # longer JSON integers: beyond Python's int parsing limit (4300 digits)
+
+
 def _load(data: bytes | str) -> Any:
     """A frame's payload: msgpack for bytes, JSON for str; BAD_FRAME if neither."""
     try:
         if isinstance(data, str):
             return json.loads(data)
         return msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
-        kind = "JSON" if isinstance(data, str) else "msgpack"
-        raise ProtocolError(Code.BAD_FRAME, f"frame is not valid {kind}") from exc
+    except _UNPACK_ERRORS as exc:
+        return _load_again(data, exc)
+
+
+def _load_again(data: bytes | str, cause: BaseException) -> Any:
+    """A frame that failed to load, tried again more leniently (only such frames pay for
+    it): a JSON integer too long for Python's int is read as an infinite float, which the
+    checks of the fields the server reads refuse (`bad_number` for a coordinate); a msgpack
+    map whose keys are not all strings is valid msgpack, refused for its keys."""
+    if isinstance(data, str):
+        try:
+            return json.loads(data, parse_int=_long_int)
+        except (ValueError, RecursionError):
+            raise ProtocolError(Code.BAD_FRAME, "frame is not valid JSON") from cause
+    try:  # arrays as tuples: an array key is hashable; a map key is not (TypeError)
+        msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=False)
+    except TypeError:
+        pass
+    except _UNPACK_ERRORS:
+        raise ProtocolError(Code.BAD_FRAME, "frame is not valid msgpack") from cause
+    raise ProtocolError(Code.BAD_FRAME, "map keys must be strings") from cause
+
+
+def _long_int(text: str) -> int | float:
+    """A JSON integer literal; one too long for an int is a float (±inf)."""
+    return int(text) if len(text) <= _INT_DIGITS else float(text)
 
 
 def _dump(obj: dict[str, Any], binary: bool) -> bytes | str:

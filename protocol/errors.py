@@ -59,6 +59,7 @@ class Code(StrEnum):
     NO_INK = "no_ink"  # the image is all one colour
     BODY_TOO_BIG = "body_too_big"  # a request body above max_body_bytes
     UNSUPPORTED_TYPE = "unsupported_type"  # a Content-Type the endpoint does not take
+    METHOD_NOT_ALLOWED = "method_not_allowed"  # e.g. GET /v1/recognize: 405, with Allow
     BAD_HOST = "bad_host"  # (any route) a Host the server does not answer to: 421
 
 

@@ -23,6 +23,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 ACCELERATORS = ("auto", "cpu", "gpu")
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 INFERENCE = ("auto", "thread", "process")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # in any case: --log-level debug
 
 _HELP = {
     "host": "address to listen on",
@@ -38,7 +39,7 @@ _HELP = {
     "(negative: the model card's)",
     "web_dir": "directory of static files served at /",
     "event_loop": "auto (uvloop where installed, else asyncio's) | asyncio | uvloop",
-    "log_level": "DEBUG | INFO | WARNING | ERROR",
+    "log_level": "debug | info | warning | error (any case)",
     "allowed_origins": "browser origins allowed on /ws (comma-separated; none = same origin; *)",
     "trusted_proxies": "proxy addresses or networks (comma-separated CIDRs) whose "
     "X-Forwarded-For/-Host/-Proto are believed; from anyone else they are ignored",
@@ -120,6 +121,8 @@ class Settings:
             raise ValueError(f"inference must be one of {', '.join(INFERENCE)}")
         if self.event_loop not in EVENT_LOOPS:
             raise ValueError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}")
+        if self.log_level.upper() not in LOG_LEVELS:  # logging would fail with a traceback
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS).lower()}")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be 0..65535")
         networks(self.trusted_proxies)  # ValueError names a bad one

@@ -42,12 +42,15 @@ STATUS: dict[Code, int] = {
     Code.IMAGE_TOO_BIG: 413,
     Code.TOO_MANY_ITEMS: 413,
     Code.UNSUPPORTED_TYPE: 415,
+    Code.METHOD_NOT_ALLOWED: 405,
     Code.OVERLOADED: 503,
 }
 
 JSON_TYPE = "application/json"
 MULTIPART_TYPE = "multipart/form-data"
 SNIFFED_TYPE = "application/octet-stream"  # a multipart part of this type is tried as an image
+#: The methods of each route; any other is answered 405 with Allow.
+METHODS = {"/v1": ("GET", "HEAD"), "/v1/recognize": ("POST",)}
 _INLINE_JSON_BYTES = 32768  # smaller JSON bodies are parsed on the loop: cheaper than a thread hop
 
 
@@ -104,6 +107,15 @@ class HttpApi:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1", self.describe)
         app.router.add_post("/v1/recognize", self.recognize)
+        for path in METHODS:
+            app.router.add_route("*", path, self.not_allowed)
+
+    async def not_allowed(self, request: web.Request) -> web.Response:
+        """Any other method: 405 with the JSON error body and Allow."""
+        allowed = METHODS[request.path]
+        message = f"{request.method} is not allowed here; use {' or '.join(allowed)}"
+        status, body = self._error(ProtocolError(Code.METHOD_NOT_ALLOWED, message))
+        return web.json_response(body, status=status, headers={"Allow": ", ".join(allowed)})
 
     async def describe(self, request: web.Request) -> web.Response:
         """GET /v1: what the endpoint takes, and its limits."""
@@ -133,11 +145,7 @@ class HttpApi:
             elif kind == "multipart":
                 body = await self._multipart(request, recognizer)
             else:
-                raise ProtocolError(
-                    Code.UNSUPPORTED_TYPE,
-                    f"Content-Type {request.content_type!r} is not one of "
-                    + ", ".join([JSON_TYPE, *MEDIA_TYPES, MULTIPART_TYPE]),
-                )
+                raise _unsupported(request)
             status = 200
         except BatcherStopped:  # shutting down
             status, body = self._error(ProtocolError(Code.OVERLOADED, "the server is stopping"))
@@ -248,12 +256,17 @@ class HttpApi:
         return {"results": answers}
 
     async def _parts(self, request: web.Request) -> list[tuple[str, bytes]]:
-        """(file name, bytes) of every image part, reading at most max_body_bytes in all."""
+        """(file name, bytes) of every image part, reading at most max_body_bytes in all.
+        Plain form fields (no file name, a text type or none, as HTML forms send them) are
+        read within that budget and ignored."""
+        limit = self.limits.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise _too_big(limit)
         try:
             reader = await request.multipart()
         except (AssertionError, ValueError, KeyError) as exc:
             raise ProtocolError(Code.BAD_MESSAGE, f"malformed multipart body ({exc})") from None
-        budget = self.limits.max_body_bytes
+        budget = limit
         parts: list[tuple[str, bytes]] = []
         while True:
             try:
@@ -264,14 +277,20 @@ class HttpApi:
                 return parts
             if not isinstance(part, BodyPartReader):
                 raise ProtocolError(Code.UNSUPPORTED_TYPE, "nested multipart bodies are not taken")
-            mime = part.headers.get("Content-Type", SNIFFED_TYPE).split(";")[0].strip().lower()
+            sent = part.headers.get("Content-Type")
+            mime = (sent or SNIFFED_TYPE).split(";")[0].strip().lower()
+            if part.filename is None and (sent is None or mime.startswith("text/")):
+                budget -= len(await _read_part(part, budget, limit))
+                budget -= sum(len(k) + len(v) + 4 for k, v in part.headers.items())
+                if budget < 0:  # fields without end, each a few bytes: still bounded
+                    raise _too_big(limit)
+                continue  # a form field
             name = part.filename or part.name or f"part {len(parts)}"
             if mime not in MEDIA_TYPES and mime != SNIFFED_TYPE:
-                raise ProtocolError(
-                    Code.UNSUPPORTED_TYPE, f"{name[:80]}: {mime!r} is not a PNG, JPEG or WebP image"
-                )
+                message = f"{mime!r} is not a PNG, JPEG or WebP image"
+                raise ItemError(ProtocolError(Code.UNSUPPORTED_TYPE, message), len(parts), name)
             self._count(len(parts) + 1, "images")
-            data = await _read_part(part, budget, self.limits.max_body_bytes)
+            data = await _read_part(part, budget, limit)
             budget -= len(data)
             parts.append((name, data))
 
@@ -322,6 +341,14 @@ def _kind(content_type: str) -> str:
     if content_type == MULTIPART_TYPE:
         return "multipart"
     return "other"
+
+
+def _unsupported(request: web.Request) -> ProtocolError:
+    # aiohttp reports a missing Content-Type as application/octet-stream: say it is missing
+    sent = request.headers.get("Content-Type")
+    said = "no Content-Type" if sent is None else f"Content-Type {request.content_type!r}"
+    types = ", ".join([JSON_TYPE, *MEDIA_TYPES, MULTIPART_TYPE])
+    return ProtocolError(Code.UNSUPPORTED_TYPE, f"{said}: send one of {types}")
 
 
 def _query(request: web.Request) -> tuple[Any, Any]:

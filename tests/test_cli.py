@@ -233,7 +233,10 @@ async def test_watch_prints_the_shared_drawing_and_draw_joins_with_room_and_toke
         assert (joined["type"], joined["role"]) == ("joined", "watch")
         assert len(joined["strokes"]) == prediction["strokes"] == len(digit.strokes) + 1
         rc, out, err = await cli("draw", *room, f"--token={shared.watch_token}", stdin=stroke)
-        assert rc == 1 and "server error watch_only" in err
+        assert rc == 1
+        assert err.splitlines() == [  # once for the line, not for its start and its end
+            "stdin:1: server error watch_only: watchers cannot draw, undo or clear"
+        ]
 
 
 @pytest.mark.asyncio
@@ -248,10 +251,14 @@ async def test_draw_share_prints_the_tokens_and_a_wrong_token_exits_3(
     async with connect(url) as c:
         joined = await c.join(share["room"], share["watch_token"])
         assert [len(s.points) for s in joined.strokes] == [2]
-    rc, out, err = await cli(
-        "watch", "--url", url, f"--room={share['room']}", f"--token={share['room']}"
-    )
-    assert rc == 3 and out == "" and "room_refused" in err and "Traceback" not in err
+    for command in ("watch", "draw"):
+        rc, out, err = await cli(
+            command, "--url", url, f"--room={share['room']}", f"--token={share['room']}"
+        )
+        assert rc == 3 and out == "" and "Traceback" not in err
+        (line,) = err.splitlines()  # once, and as no input line's (no "stdin:0:")
+        assert line.startswith(f"digits-client: joining room {share['room']!r} was refused: ")
+        assert "room_refused" in line
 
 
 @pytest.mark.asyncio
@@ -303,8 +310,8 @@ async def test_draw_reports_server_errors_with_the_input_line(aiohttp_client: Ma
     rc, out, err = await cli("draw", "--url", url, "--fast", stdin=stdin)
     assert rc == 1
     assert err.startswith("stdin:2: server error bad_number: coordinates must be within")
-    assert all(line.startswith("stdin:2: ") for line in err.splitlines())  # then no_stroke
-    assert records(out)[-1]["final"]
+    assert len(err.splitlines()) == 1  # not the no_stroke of its end that follows from it
+    assert records(out)[-1]["final"] and records(out)[-1]["strokes"] == 2
 
 
 # ---- pure pieces ----------------------------------------------------------------------------
@@ -368,6 +375,17 @@ def test_percentile_is_nearest_rank() -> None:
         100,
     )
     assert percentile([3.0], 99) == 3.0 and percentile([], 50) is None
+
+
+@pytest.mark.asyncio
+async def test_python_m_client_runs_the_command() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "client", "draw", "--help",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err
+    assert out.decode().startswith("usage: digits-client draw ")
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -65,7 +65,9 @@ async def test_unreachable_server_exits_2(tmp_path: Path) -> None:
     path.write_bytes(digit_file(unipen_digits()[0]))
     code, out, err = await cli("image", str(path), "--url", f"http://127.0.0.1:{port}")
     assert code == 2 and out == ""
-    assert f"127.0.0.1:{port}" in err
+    base = f"http://127.0.0.1:{port}"
+    assert err.startswith(f"digits-client: {base}: cannot connect to 127.0.0.1:{port} (")
+    assert "ssl" not in err and err.count("\n") == 1
 
 
 def test_http_base_and_media_type() -> None:

@@ -95,3 +95,11 @@ def test_the_event_loop_is_a_setting() -> None:
     assert load_settings([], {"DIGITS_EVENT_LOOP": "uvloop"}).event_loop == "uvloop"
     with pytest.raises(ValueError, match="event_loop"):
         load_settings(["--event-loop", "trio"], {})
+
+
+def test_the_log_level_is_taken_in_any_case() -> None:
+    for given in ("debug", "DEBUG", "Warning"):
+        assert load_settings(["--log-level", given], {}).log_level == given  # upper() at use
+    assert load_settings([], {"DIGITS_LOG_LEVEL": "error"}).log_level == "error"
+    with pytest.raises(ValueError, match="log_level must be one of debug, info"):
+        load_settings(["--log-level", "loud"], {})

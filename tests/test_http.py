@@ -254,6 +254,9 @@ async def test_bad_multipart(aiohttp_client: MakeClient) -> None:
     status, code, error = await send((png, "a.png", "image/png"), (b"junk", "b.png", "image/png"))
     assert (status, code, error["item"]) == (400, "not_an_image", 1)
     assert "b.png" in error["message"]
+    status, code, error = await send((png, "a.png", "image/png"), (png, "b.gif", "image/gif"))
+    assert (status, code, error["item"]) == (415, "unsupported_type", 1)
+    assert "b.gif" in error["message"]
     assert (await send((png, "a.txt", "text/plain")))[:2] == (415, "unsupported_type")
     three = [(png, f"{i}.png", "image/png") for i in range(3)]
     assert (await send(*three))[:2] == (413, "too_many_items")
@@ -261,6 +264,60 @@ async def test_bad_multipart(aiohttp_client: MakeClient) -> None:
         URL, data=b"--x--\r\n", headers={"Content-Type": "multipart/form-data; boundary=x"}
     )
     assert error_of(resp.status, await resp.json()) == (422, "bad_message")
+
+
+async def test_plain_form_fields_are_ignored(aiohttp_client: MakeClient) -> None:
+    """Fields without a file name, typed text or not typed (as HTML forms and `curl -F a=b`
+    send them), are not images: ignored beside one, and alone an upload with no image."""
+    client, _ = await start(aiohttp_client)
+    digit = unipen_digits()[4]
+    form = aiohttp.FormData()
+    form.add_field("note", "hello")  # no Content-Type, as curl and browsers send fields
+    form.add_field("file", digit_file(digit), filename="four.png", content_type="image/png")
+    form.add_field("lang", "en", content_type="text/plain; charset=utf-8")
+    resp = await client.post(URL, data=form)
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert [(r["name"], r["top"][0]["digit"]) for r in body["results"]] == [
+        ("four.png", digit.label)
+    ]
+    form = aiohttp.FormData(default_to_multipart=True)  # `curl -F a=b`
+    form.add_field("a", "b")
+    form.add_field("file", "", content_type="text/plain")  # no file name: a field too
+    resp = await client.post(URL, data=form)
+    assert error_of(resp.status, await resp.json()) == (422, "bad_message")
+
+
+async def test_other_methods_get_405_with_allow(aiohttp_client: MakeClient) -> None:
+    client, _ = await start(aiohttp_client)
+    for method, path, allow in (
+        ("GET", URL, "POST"),
+        ("PUT", URL, "POST"),
+        ("DELETE", URL, "POST"),
+        ("OPTIONS", URL, "POST"),
+        ("POST", "/v1", "GET, HEAD"),
+    ):
+        resp = await client.request(method, path)
+        assert error_of(resp.status, await resp.json()) == (405, "method_not_allowed"), method
+        assert resp.headers["Allow"] == allow
+    resp = await client.head(URL)
+    assert (resp.status, resp.headers["Allow"]) == (405, "POST")
+    assert (await client.get("/v1")).status == 200
+
+
+async def test_a_missing_content_type_is_named(aiohttp_client: MakeClient) -> None:
+    client, _ = await start(aiohttp_client)
+    png = digit_file(unipen_digits()[0])
+    for data in (None, png):
+        resp = await client.post(URL, data=data, skip_auto_headers=["Content-Type"])
+        assert "Content-Type" not in resp.request_info.headers
+        status, body = resp.status, await resp.json()
+        assert error_of(status, body) == (415, "unsupported_type")
+        message = body["error"]["message"]
+        assert message.startswith("no Content-Type: send one of application/json, image/png")
+        assert "octet-stream" not in message
+    status, body = await post_bytes(client, png, "application/octet-stream")
+    assert body["error"]["message"].startswith("Content-Type 'application/octet-stream': ")
 
 
 async def test_oversized_bodies_get_413(aiohttp_client: MakeClient) -> None:
@@ -279,6 +336,10 @@ async def test_oversized_bodies_get_413(aiohttp_client: MakeClient) -> None:
     form = aiohttp.FormData()
     for i in range(3):
         form.add_field("file", bytes(9_000), filename=f"{i}.png", content_type="image/png")
+    resp = await client.post(URL, data=form)
+    assert error_of(resp.status, await resp.json()) == (413, "body_too_big")
+    form = aiohttp.FormData(default_to_multipart=True)
+    form.add_field("text", "x" * 30_000)  # a form field counts too
     resp = await client.post(URL, data=form)
     assert error_of(resp.status, await resp.json()) == (413, "body_too_big")
 

@@ -199,6 +199,20 @@ async def test_empty_ink_is_an_explicit_empty_answer(aiohttp_client: MakeClient)
         assert (await c.recognize()).empty
 
 
+async def test_a_stroke_ended_without_points_is_dropped(aiohttp_client: MakeClient) -> None:
+    """As in a room (test_shared.py): not counted, and undo does not count it."""
+    _, url = await start(aiohttp_client)
+    async with connect(url) as c:
+        await c.start_stroke([[0, 0], [0, 40]])
+        await c.end_stroke()
+        await c.start_stroke()
+        await c.end_stroke()
+        assert (await c.recognize()).strokes == 1
+        await c.undo()  # the drawn stroke, not the empty one
+        assert (await c.recognize()).empty
+        await c.sync()  # nothing was refused
+
+
 async def test_undo_and_clear(aiohttp_client: MakeClient) -> None:
     _, url = await start(aiohttp_client)
     a, b = unipen_digits()[0], unipen_digits()[5]
@@ -411,6 +425,20 @@ async def test_an_oversize_frame_closes_with_1009(aiohttp_client: MakeClient) ->
         ws = await raw_socket(http, url)
         await ws.send_str(json.dumps({"type": "points", "points": [[1.5, 2.5]] * 1000}))
         assert (await next_message(ws)) == {"type": "closed", "code": 1009}
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_with_1007(aiohttp_client: MakeClient) -> None:
+    """The WebSocket layer closes (RFC 6455 8.1), with an empty reason and no error frame."""
+    client, _ = await start(aiohttp_client)
+    sock = await StubbornSocket.open(client.host, client.port)
+    try:
+        await sock.send_frame(json.dumps({"type": "hello", "version": 1}).encode(), opcode=0x1)
+        await sock.send_frame(b'{"type": "ping", "pad": "\xff\xfe"}', opcode=0x1)
+        close = bytes([0x88, 0x02]) + (1007).to_bytes(2, "big")  # no reason
+        heard = await sock.read_all(close)
+        assert heard.endswith(close) and b'"error"' not in heard
+    finally:
+        sock.sock.close()
 
 
 async def test_a_frame_of_exactly_max_frame_bytes_is_accepted(aiohttp_client: MakeClient) -> None:
@@ -638,11 +666,14 @@ class StubbornSocket:
         return cls(sock)
 
     async def send(self, obj: dict[str, Any]) -> None:
-        payload = msgpack.packb(obj)
+        await self.send_frame(msgpack.packb(obj), opcode=0x2)
+
+    async def send_frame(self, payload: bytes, opcode: int) -> None:
+        """One final, masked frame of a small payload, bytes as given (0x1 text, 0x2 binary)."""
         assert len(payload) < 126
         mask = os.urandom(4)
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        frame = bytes([0x82, 0x80 | len(payload)]) + mask + masked
+        frame = bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
         await asyncio.get_running_loop().sock_sendall(self.sock, frame)
 
     async def read_all(self, until: bytes, limit: float = 20.0) -> bytes:
