@@ -9,6 +9,11 @@ final answer) and live update-to-prediction latency, the server's RSS growth ove
 (peak minus the RSS before the flood), the points per second the server accepted from the
 flood, and what the flooders were told (error codes, closes).
 
+`--flood http`: the flooders post JSON batches to /v1/recognize instead, back to back, each
+body `--http-body-kb` of integer random-walk drawings of 20,000 points (what the JSON parser
+chews on while holding the GIL); "flood points/s applied" counts the points of answered
+batches, and what they were told is the HTTP statuses.
+
 Each checkout given (`--checkout DIR`, repeatable; the first is "before") runs the same
 scenario as `python -m server` with PYTHONPATH=DIR, alternating, `--repeat` times; the table
 gives medians over the repeats.
@@ -116,6 +121,44 @@ async def _flooder(
         await asyncio.wait_for(ws.close(), 1.0)  # not answer the close in time: not its close
 
 
+def _http_body(rng: random.Random, body_bytes: int) -> tuple[bytes, int]:
+    """A JSON batch of random-walk drawings of 20,000 integer points, about `body_bytes`
+    long; and its number of points."""
+    drawings: list[list[list[list[int]]]] = []
+    size, points = 0, 0
+    x, y = 500, 500
+    while size < body_bytes:
+        pts = []
+        for _ in range(INK_LIMIT):
+            x, y = (
+                min(999, max(0, x + rng.randint(-4, 4))),
+                min(999, max(0, y + rng.randint(-4, 4))),
+            )
+            pts.append([x, y])
+        drawing = [pts]
+        size += len(json.dumps(drawing)) + 1
+        if size > body_bytes and drawings:
+            break
+        drawings.append(drawing)
+        points += len(pts)
+    return json.dumps({"drawings": drawings}).encode(), points
+
+
+async def _http_flooder(
+    url: str, http: aiohttp.ClientSession, flood: Flood, stop: float, body: bytes, points: int
+) -> None:
+    """POST the same batch back to back until `stop`."""
+    headers = {"Content-Type": "application/json"}
+    with contextlib.suppress(TimeoutError, ConnectionError, aiohttp.ClientError):
+        async with asyncio.timeout(max(0.0, stop - time.perf_counter())):
+            while True:
+                async with http.post(url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    flood.errors[f"http {resp.status}"] += 1
+                    if resp.status == 200:
+                        flood.applied_points += points
+
+
 async def _drain(ws: aiohttp.ClientWebSocketResponse, flood: Flood, answered: list[int]) -> None:
     async for msg in ws:
         if msg.type is not aiohttp.WSMsgType.TEXT:
@@ -168,7 +211,12 @@ async def _sample_rss(server: Server, peak: list[float], stop: float) -> None:
 
 
 async def scenario(
-    server: Server, digits: Sequence[Strokes], flooders: int, seconds: float, shape: str
+    server: Server,
+    digits: Sequence[Strokes],
+    flooders: int,
+    seconds: float,
+    shape: str,
+    http_body_kb: int = 1024,
 ) -> dict[str, Any]:
     ws_url = server.url.replace("http", "ws") + "/ws"
     me, flood, rng = Healthy(), Flood(), random.Random(11)
@@ -185,10 +233,18 @@ async def scenario(
         peak = [rss0]
         start = time.perf_counter()
         stop = start + seconds
-        floods = [
-            asyncio.create_task(_flooder(ws_url, http, flood, stop, seed, shape))
-            for seed in range(flooders)
-        ]
+        if shape == "http":
+            body, points = _http_body(random.Random(0), http_body_kb * 1024)
+            post_url = server.url + "/v1/recognize"
+            floods = [
+                asyncio.create_task(_http_flooder(post_url, http, flood, stop, body, points))
+                for _ in range(flooders)
+            ]
+        else:
+            floods = [
+                asyncio.create_task(_flooder(ws_url, http, flood, stop, seed, shape))
+                for seed in range(flooders)
+            ]
         sampler = asyncio.create_task(_sample_rss(server, peak, stop))
         await asyncio.sleep(1.0)  # let the flood reach its pace before measuring
         me = Healthy()
@@ -254,9 +310,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs per checkout (medians)")
     ap.add_argument(
         "--flood",
-        choices=("random", "walk"),
+        choices=("random", "walk", "http"),
         default="random",
-        help="flood ink: points anywhere (costliest to draw) or a pen-like random walk",
+        help="flood ink: points anywhere (costliest to draw), a pen-like random walk, or "
+        "JSON batches posted to /v1/recognize",
+    )
+    ap.add_argument(
+        "--http-body-kb", type=int, default=1024, help="with --flood http: each batch's size"
     )
 
 
@@ -269,15 +329,23 @@ def run(args: argparse.Namespace) -> None:
     checkouts = [c.resolve() for c in args.checkout or [Path(__file__).resolve().parents[1]]]
     results: dict[Path, list[dict[str, Any]]] = {c: [] for c in checkouts}
     print(machine_line())
+    if args.flood == "http":
+        flood = f"JSON batches of {args.http_body_kb} KB posted back to back"
+    else:
+        flood = f"{FLOOD_POINTS}-point JSON messages at {FLOOD_RATE:g}/s ({args.flood} ink)"
     print(
-        f"# {args.flooders} flooders x {FLOOD_POINTS}-point JSON messages at {FLOOD_RATE:g}/s "
-        f"({args.flood} ink) + 1 healthy drawer, {args.seconds:g} s per run; default limits"
+        f"# {args.flooders} flooders x {flood} + 1 healthy drawer, {args.seconds:g} s per run; "
+        "default limits"
     )
     for _ in range(args.repeat):
         for checkout in checkouts:
             server = Server(free_port(), [], checkout, lenient=False)
             try:
-                run = run_loop(scenario(server, digits, args.flooders, args.seconds, args.flood))
+                run = run_loop(
+                    scenario(
+                        server, digits, args.flooders, args.seconds, args.flood, args.http_body_kb
+                    )
+                )
             finally:
                 try:
                     server.stop()

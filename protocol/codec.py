@@ -60,22 +60,29 @@ def _load(data: bytes | str) -> Any:
     """A frame's payload: msgpack for bytes, JSON for str; BAD_FRAME if neither."""
     try:
         if isinstance(data, str):
-            return json.loads(data)
+            return load_json(data)
         return msgpack.unpackb(data, raw=False, strict_map_key=True)
     except _UNPACK_ERRORS as exc:
         return _load_again(data, exc)
 
 
+def load_json(data: bytes | str) -> Any:
+    """`json.loads`, except that an integer literal too long for Python's int is read as an
+    infinite float, which the checks of the fields the server reads refuse (`bad_number` for
+    a coordinate). Only text that fails to load is parsed again. Raises ValueError or
+    RecursionError for what is not JSON."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        return json.loads(data, parse_int=_long_int)
+
+
 def _load_again(data: bytes | str, cause: BaseException) -> Any:
-    """A frame that failed to load, tried again more leniently (only such frames pay for
-    it): a JSON integer too long for Python's int is read as an infinite float, which the
-    checks of the fields the server reads refuse (`bad_number` for a coordinate); a msgpack
-    map whose keys are not all strings is valid msgpack, refused for its keys."""
+    """Why a frame that failed to load is refused; a msgpack map whose keys are not all
+    strings is valid msgpack (only such frames pay for the second parse), refused for its
+    keys."""
     if isinstance(data, str):
-        try:
-            return json.loads(data, parse_int=_long_int)
-        except (ValueError, RecursionError):
-            raise ProtocolError(Code.BAD_FRAME, "frame is not valid JSON") from cause
+        raise ProtocolError(Code.BAD_FRAME, "frame is not valid JSON") from cause
     try:  # arrays as tuples: an array key is hashable; a map key is not (TypeError)
         msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=False)
     except TypeError:

@@ -415,7 +415,14 @@ def create_app(settings: Settings, model: Model | None = None) -> web.Applicatio
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    HttpApi(settings, app[METRICS], lambda: app.get(RECOGNIZER)).add_routes(app)
+    api = HttpApi(
+        settings,
+        app[METRICS],
+        lambda: app.get(RECOGNIZER),
+        app[BUDGETS],
+        lambda request: _seen(request).client,
+    )
+    api.add_routes(app)
     if settings.web_dir.is_dir():
         app.router.add_static("/", settings.web_dir)
     return app

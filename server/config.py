@@ -54,6 +54,7 @@ _HELP = {
     "queue_max": "most snapshots queued for inference before clients get 'overloaded'",
     "send_buffer_bytes": "unsent bytes beyond which live predictions wait (see too_slow)",
     "max_body_bytes": "largest HTTP request body accepted by /v1/recognize (larger: 413)",
+    "max_json_bytes": "largest JSON body (strokes) accepted by /v1/recognize (larger: 413)",
     "max_image_pixels": "most pixels (width x height) of one image, checked before decoding",
     "max_items_per_request": "most drawings or images in one /v1/recognize request",
     "max_frame_bytes": "largest WebSocket frame accepted (larger: close 1009)",
@@ -110,6 +111,9 @@ class Settings:
     )
     queue_max: int = 4096
     max_body_bytes: int = 8 * 2**20
+    #: JSON is parsed holding the GIL (~50 ms per MiB here): bodies stay small, and each one
+    #: is paid for from its address's points budget (server/http_api.py).
+    max_json_bytes: int = 2**20
     max_image_pixels: int = 16_000_000
     max_items_per_request: int = 64
     limits: Limits = field(default_factory=Limits)

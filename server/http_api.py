@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,7 +19,9 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from protocol import MAX_TOP_K, VERSION, Code, Prediction, ProtocolError, parse_points
+from protocol.codec import load_json
 from server.batching import BatcherStopped
+from server.budget import AddressBudgets
 from server.canvas import Snapshot
 from server.config import Settings
 from server.errors import fault
@@ -51,6 +52,11 @@ MULTIPART_TYPE = "multipart/form-data"
 SNIFFED_TYPE = "application/octet-stream"  # a multipart part of this type is tried as an image
 #: The methods of each route; any other is answered 405 with Allow.
 METHODS = {"/v1": ("GET", "HEAD"), "/v1/recognize": ("POST",)}
+#: A JSON body is charged to its client address's points budget (the one its WebSockets
+#: share: points_per_second_per_client) at one point per this many bytes, about what a point
+#: takes ("[123,456]," is 10), before it is read; without a Content-Length, as if it had
+#: max_json_bytes.
+JSON_BYTES_PER_POINT = 10
 _INLINE_JSON_BYTES = 32768  # smaller JSON bodies are parsed on the loop: cheaper than a thread hop
 
 
@@ -59,6 +65,7 @@ class HttpLimits:
     """Every limit of /v1/recognize; all are settings and all are announced by GET /v1."""
 
     max_body_bytes: int
+    max_json_bytes: int
     max_image_pixels: int
     max_items_per_request: int
     max_points_per_drawing: int
@@ -71,6 +78,7 @@ class HttpLimits:
         ink = settings.limits
         return cls(
             settings.max_body_bytes,
+            settings.max_json_bytes,
             settings.max_image_pixels,
             settings.max_items_per_request,
             ink.max_points_per_session,
@@ -98,11 +106,18 @@ class HttpApi:
     """The handlers of /v1. `recognizer` returns the app's Recognizer once it has started."""
 
     def __init__(
-        self, settings: Settings, metrics: Metrics, recognizer: Callable[[], Recognizer | None]
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        recognizer: Callable[[], Recognizer | None],
+        budgets: AddressBudgets,
+        client_of: Callable[[web.Request], str],
     ) -> None:
         self.limits = HttpLimits.of(settings)
         self.metrics = metrics
         self._recognizer = recognizer
+        self._budgets = budgets
+        self._client_of = client_of
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1", self.describe)
@@ -173,7 +188,22 @@ class HttpApi:
     # ---- JSON --------------------------------------------------------------------------
 
     async def _json(self, request: web.Request, recognizer: Recognizer) -> tuple[str, Any]:
-        data = await _read(request, self.limits.max_body_bytes)
+        limit = self.limits.max_json_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise _too_big(limit)
+        client = self._client_of(request)
+        budget = self._budgets.acquire(client, time.perf_counter())
+        try:  # paid before it is read: one address cannot keep the parser (and the GIL) busy
+            cost = -(-(request.content_length or limit) // JSON_BYTES_PER_POINT)
+            wait = budget.spend(cost, time.perf_counter())
+            if wait > 0:
+                self.metrics.paced.inc()
+                await asyncio.sleep(wait)
+            return await self._json_body(await _read(request, limit), recognizer)
+        finally:
+            self._budgets.release(client)
+
+    async def _json_body(self, data: bytes, recognizer: Recognizer) -> tuple[str, Any]:
         if len(data) <= _INLINE_JSON_BYTES:
             drawings, single, options = self._drawings(data)
         else:  # parsing megabytes would stall every socket on the loop
@@ -188,7 +218,7 @@ class HttpApi:
     def _drawings(self, data: bytes) -> tuple[list[Snapshot], bool, Options]:
         """Parse and validate a JSON body: its drawings, whether it was one, its options."""
         try:
-            obj = json.loads(data)
+            obj = load_json(data)
         except (ValueError, RecursionError):
             raise ProtocolError(Code.BAD_JSON, "the body is not valid JSON") from None
         if not isinstance(obj, dict):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -74,3 +75,42 @@ async def test_one_address_over_its_budget_does_not_slow_another(
         for c in (*floods, healthy):
             await c.close()
         await stepped(lambda: len(server.app[BUDGETS]) == 0)
+
+
+async def test_json_posted_to_v1_is_paid_from_its_address_budget(
+    aiohttp_client: MakeClient,
+) -> None:
+    """A JSON body is charged to its address's points budget (one point per 10 bytes) before
+    it is read: an address posting big batches waits, another address is answered meanwhile."""
+    server, url = await start(
+        aiohttp_client, points_per_second_per_client=1000.0, points_burst_per_client=0, **PROXY
+    )
+    digit = unipen_digits(1)[0]
+    body = json.dumps({"drawings": [stroke_list(600, k) for k in range(3)]}).encode()
+    assert len(body) > 10_000  # over a second of 10.0.0.1's budget
+
+    async def post_as(ip: str, data: bytes) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json", "X-Forwarded-For": ip}
+        resp = await server.post("/v1/recognize", data=data, headers=headers)
+        return resp.status, await resp.json()
+
+    batch = asyncio.create_task(post_as("10.0.0.1", body))
+    await stepped(lambda: paced(server) >= 1)
+    assert len(server.app[BUDGETS]) == 1  # the waiting request holds its address's budget
+    async with unlimited_session() as http:
+        healthy = await DigitsClient.open(
+            url, session=http, headers={"X-Forwarded-For": "10.0.0.2"}
+        )
+        for s in digit.strokes:
+            await healthy.start_stroke(s)
+            await healthy.end_stroke()
+        answer = await healthy.recognize()
+        assert not answer.empty and not batch.done()
+        await healthy.close()
+    status, answers = await batch
+    assert status == 200 and len(answers["results"]) == 3
+    await stepped(lambda: len(server.app[BUDGETS]) == 0)
+
+
+def stroke_list(n: int, offset: int) -> list[list[list[float]]]:
+    return [stroke(n, offset)]

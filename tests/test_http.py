@@ -47,13 +47,18 @@ def error_of(status: int, body: dict[str, Any]) -> tuple[int, str]:
 
 async def test_v1_announces_the_limits(aiohttp_client: MakeClient) -> None:
     client, _ = await start(
-        aiohttp_client, max_body_bytes=12345, max_items_per_request=7, max_points_per_session=999
+        aiohttp_client,
+        max_body_bytes=12345,
+        max_json_bytes=2345,
+        max_items_per_request=7,
+        max_points_per_session=999,
     )
     body = await (await client.get("/v1")).json()
     assert body["recognize"] == URL and body["model"] == "digits"
     assert {"application/json", "image/png", "image/jpeg", "image/webp"} <= set(body["media_types"])
     limits = body["limits"]
     assert (limits["max_body_bytes"], limits["max_items_per_request"]) == (12345, 7)
+    assert limits["max_json_bytes"] == 2345
     assert limits["max_points_per_drawing"] == 999
     assert limits["max_image_pixels"] == 16_000_000 and limits["max_top_k"] == 10
 
@@ -169,6 +174,7 @@ BAD_JSON_BODIES = [
     (b'{"strokes": [[[NaN, 1], [2, 3]]]}', 422, "bad_number"),
     (b'{"strokes": [[[1, Infinity]]]}', 422, "bad_number"),
     (b'{"strokes": [[[1e400, 1]]]}', 422, "bad_number"),
+    (b'{"strokes": [[[' + b"9" * 5000 + b', 1]]]}', 422, "bad_number"),  # past int's limit
     (b'{"strokes": [[[1, 2], [3]]]}', 422, "bad_message"),
     (b'{"strokes": [[["1", 2]]]}', 422, "bad_message"),
     (b'{"strokes": "12"}', 422, "bad_message"),
@@ -321,11 +327,13 @@ async def test_a_missing_content_type_is_named(aiohttp_client: MakeClient) -> No
 
 
 async def test_oversized_bodies_get_413(aiohttp_client: MakeClient) -> None:
-    client, _ = await start(aiohttp_client, max_body_bytes=20_000)
+    client, _ = await start(aiohttp_client, max_body_bytes=20_000, max_json_bytes=2_000)
     big = bytes(30_000)
     for content_type in ("image/png", "application/json"):
         got = await post_bytes(client, big, content_type)
         assert error_of(*got) == (413, "body_too_big")
+    got = await post_bytes(client, b" " * 3_000 + b"{}", "application/json")  # JSON: its own limit
+    assert error_of(*got) == (413, "body_too_big") and "2000 bytes" in got[1]["error"]["message"]
 
     async def chunked() -> Any:  # no Content-Length: refused while reading
         for _ in range(10):
