@@ -12,7 +12,9 @@ flood, and what the flooders were told (error codes, closes).
 `--flood http`: the flooders post JSON batches to /v1/recognize instead, back to back, each
 body `--http-body-kb` of integer random-walk drawings of 20,000 points (what the JSON parser
 chews on while holding the GIL); "flood points/s applied" counts the points of answered
-batches, and what they were told is the HTTP statuses.
+batches, and what they were told is the HTTP statuses. `--flood image`: they post a PNG of
+`--image-px` squared pixels (a digit drawn large; 4000: the largest the default
+max_image_pixels admits) back to back; "points" are then images answered.
 
 Each checkout given (`--checkout DIR`, repeatable; the first is "before") runs the same
 scenario as `python -m server` with PYTHONPATH=DIR, alternating, `--repeat` times; the table
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import random
 import statistics
@@ -144,11 +147,32 @@ def _http_body(rng: random.Random, body_bytes: int) -> tuple[bytes, int]:
     return json.dumps({"drawings": drawings}).encode(), points
 
 
+def _png(px: int) -> bytes:
+    """A PNG of px x px pixels: a large 7 on white."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (px, px), 255)
+    ImageDraw.Draw(image).line(
+        [(px * 0.25, px * 0.2), (px * 0.75, px * 0.2), (px * 0.4, px * 0.85)],
+        fill=0,
+        width=px // 25,
+    )
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
 async def _http_flooder(
-    url: str, http: aiohttp.ClientSession, flood: Flood, stop: float, body: bytes, points: int
+    url: str,
+    http: aiohttp.ClientSession,
+    flood: Flood,
+    stop: float,
+    body: bytes,
+    points: int,
+    content_type: str = "application/json",
 ) -> None:
-    """POST the same batch back to back until `stop`."""
-    headers = {"Content-Type": "application/json"}
+    """POST the same body back to back until `stop`."""
+    headers = {"Content-Type": content_type}
     with contextlib.suppress(TimeoutError, ConnectionError, aiohttp.ClientError):
         async with asyncio.timeout(max(0.0, stop - time.perf_counter())):
             while True:
@@ -217,6 +241,7 @@ async def scenario(
     seconds: float,
     shape: str,
     http_body_kb: int = 1024,
+    image_px: int = 4000,
 ) -> dict[str, Any]:
     ws_url = server.url.replace("http", "ws") + "/ws"
     me, flood, rng = Healthy(), Flood(), random.Random(11)
@@ -233,11 +258,15 @@ async def scenario(
         peak = [rss0]
         start = time.perf_counter()
         stop = start + seconds
-        if shape == "http":
-            body, points = _http_body(random.Random(0), http_body_kb * 1024)
+        if shape in ("http", "image"):
+            if shape == "image":
+                body, points, kind = _png(image_px), 1, "image/png"
+            else:
+                body, points = _http_body(random.Random(0), http_body_kb * 1024)
+                kind = "application/json"
             post_url = server.url + "/v1/recognize"
             floods = [
-                asyncio.create_task(_http_flooder(post_url, http, flood, stop, body, points))
+                asyncio.create_task(_http_flooder(post_url, http, flood, stop, body, points, kind))
                 for _ in range(flooders)
             ]
         else:
@@ -310,11 +339,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs per checkout (medians)")
     ap.add_argument(
         "--flood",
-        choices=("random", "walk", "http"),
+        choices=("random", "walk", "http", "image"),
         default="random",
         help="flood ink: points anywhere (costliest to draw), a pen-like random walk, or "
-        "JSON batches posted to /v1/recognize",
+        "JSON batches or PNG images posted to /v1/recognize",
     )
+    ap.add_argument("--image-px", type=int, default=4000, help="with --flood image: its side")
     ap.add_argument(
         "--http-body-kb", type=int, default=1024, help="with --flood http: each batch's size"
     )
@@ -331,6 +361,8 @@ def run(args: argparse.Namespace) -> None:
     print(machine_line())
     if args.flood == "http":
         flood = f"JSON batches of {args.http_body_kb} KB posted back to back"
+    elif args.flood == "image":
+        flood = f"{args.image_px}x{args.image_px} PNGs posted back to back"
     else:
         flood = f"{FLOOD_POINTS}-point JSON messages at {FLOOD_RATE:g}/s ({args.flood} ink)"
     print(
@@ -343,7 +375,13 @@ def run(args: argparse.Namespace) -> None:
             try:
                 run = run_loop(
                     scenario(
-                        server, digits, args.flooders, args.seconds, args.flood, args.http_body_kb
+                        server,
+                        digits,
+                        args.flooders,
+                        args.seconds,
+                        args.flood,
+                        args.http_body_kb,
+                        args.image_px,
                     )
                 )
             finally:
