@@ -174,7 +174,7 @@ BAD_JSON_BODIES = [
     (b'{"strokes": [[[NaN, 1], [2, 3]]]}', 422, "bad_number"),
     (b'{"strokes": [[[1, Infinity]]]}', 422, "bad_number"),
     (b'{"strokes": [[[1e400, 1]]]}', 422, "bad_number"),
-    (b'{"strokes": [[[' + b"9" * 5000 + b', 1]]]}', 422, "bad_number"),  # past int's limit
+    (b'{"strokes": [[[' + b"9" * 5000 + b", 1]]]}", 422, "bad_number"),  # past int's limit
     (b'{"strokes": [[[1, 2], [3]]]}', 422, "bad_message"),
     (b'{"strokes": [[["1", 2]]]}', 422, "bad_message"),
     (b'{"strokes": "12"}', 422, "bad_message"),
