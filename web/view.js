@@ -35,6 +35,8 @@ export class View {
     $("digit").textContent = said.digit;
     $("verdict").textContent = said.text;
     this.#bars(p.top);
+    const maybe = p.verdict === "not_digit" ? "If it is a digit, the top 3 guesses" : "Top 3 guesses";
+    $("bars").setAttribute("aria-label", maybe);
     paintPreview($("preview"), p.input);
     if (p.final) this.#announce(said.announce, true);
     else if (p.verdict !== this.verdict) this.#announce(said.announce, false);
@@ -51,6 +53,7 @@ export class View {
     $("digit").textContent = "–";
     $("verdict").textContent = message;
     this.#bars([]);
+    $("bars").setAttribute("aria-label", "Top 3 guesses");
     paintPreview($("preview"), null);
     this.#announce("", true);
   }
