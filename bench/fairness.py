@@ -396,3 +396,7 @@ def run(args: argparse.Namespace) -> None:
     print("|---" * (HEADER.count("|") - 1) + "|")
     for checkout, runs in results.items():
         print(row(str(checkout), runs), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit("run the fairness scenario through bench/load.py: bench/load.py --fairness [options]")
