@@ -85,7 +85,13 @@ async def serve(settings: Settings, model: Model, accelerator: str = "") -> None
     settle_gc()
     reuse = settings.workers > 1
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_port=reuse)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:  # the port is taken, the address is not this machine's, ...
+        await runner.cleanup()  # the inference process and the app's tasks stop with it
+        raise StartError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -108,6 +114,16 @@ async def serve(settings: Settings, model: Model, accelerator: str = "") -> None
     finally:
         log.info("shutting down")
         await runner.cleanup()
+
+
+#: A worker that exits START_TRIES times in a row, each within START_GRACE_S of its start,
+#: cannot start (a taken port, a bad model, ...): the supervisor stops instead of retrying.
+START_GRACE_S = 10.0
+START_TRIES = 3
+
+
+class StartError(Exception):
+    """The server could not start serving; its message says why, in one line."""
 
 
 def _worker(settings: Settings) -> None:
@@ -138,12 +154,15 @@ def supervise(settings: Settings) -> int:
     # import by that name: hand it the worker under the module's real name.
     worker = importlib.import_module("server.__main__")._worker
     workers: dict[int, Any] = {}
+    started: dict[int, float] = {}
+    quick_exits: dict[int, int] = {}  # exits in a row within START_GRACE_S of starting
     stopping: list[int] = []
 
     def start(index: int) -> None:
         proc = spawn.Process(target=worker, args=(settings,), name=f"worker-{index}")
         proc.start()
         workers[index] = proc
+        started[index] = time.monotonic()
 
     def forward(signum: int, _: object) -> None:
         stopping.append(signum)
@@ -157,19 +176,31 @@ def supervise(settings: Settings) -> int:
     for index in range(settings.workers):
         start(index)
     log.info("%d workers on port %d", settings.workers, settings.port)
+    failed = False
     while workers:
         sentinels = {proc.sentinel: i for i, proc in workers.items()}
         for ready in multiprocessing.connection.wait(list(sentinels)):
             index = sentinels[ready]  # type: ignore[index]
             proc = workers.pop(index)
             proc.join()
-            if not stopping:
-                log.warning("worker %d exited (%s); starting it again", index, proc.exitcode)
-                time.sleep(0.5)  # a worker that cannot start must not spin
-                start(index)
+            if stopping:
+                continue
+            quick = time.monotonic() - started[index] < START_GRACE_S
+            quick_exits[index] = quick_exits.get(index, 0) + 1 if quick else 0
+            if quick_exits[index] >= START_TRIES:  # it cannot start (it said why): give up
+                log.error(
+                    "worker %d exited %d times in a row within %g s of starting (%s); stopping",
+                    index, START_TRIES, START_GRACE_S, proc.exitcode,
+                )  # fmt: skip
+                forward(signal.SIGTERM, None)
+                failed = True
+                continue
+            log.warning("worker %d exited (%s); starting it again", index, proc.exitcode)
+            time.sleep(0.5)  # a worker that cannot start must not spin
+            start(index)
     if holder is not None:
         holder.close()
-    return 0
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -220,8 +251,11 @@ def _run(settings: Settings) -> None:
         factory = loop_factory(settings.event_loop)
     except ImportError:
         sys.exit("digits-server: --event-loop uvloop: uvloop is not installed")
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(serve(settings, model, used))
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(serve(settings, model, used))
+    except StartError as exc:
+        sys.exit(f"digits-server: {exc}")
 
 
 if __name__ == "__main__":

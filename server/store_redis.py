@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LEASE_S = 3.0  # a process that has not said it is alive for this long is dead
+CANCEL_TRIES, CANCEL_WAIT_S = 10, 0.5  # stop: cancel a task again while it runs on
 BLOCK_MS = 1000  # one XREAD of the inbox waits this long for new entries at most
 INBOX_KEPT = 100_000  # a process's inbox keeps about this many entries (MAXLEN ~)
 INBOX_KEEP_MS = 30_000  # an inbox (and its rooms set) outlives a silent owner by this much
@@ -299,9 +300,7 @@ class RedisStore(Store):
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *self._background, *([self._flusher] if self._flusher else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel(tasks)
         with contextlib.suppress(RedisError, OSError, TimeoutError, ProtocolError):
             async with asyncio.timeout(UNAVAILABLE_S):  # alive no more; left in `procs`, so
                 # that a sweeper claims any session that could not be parked
@@ -711,3 +710,22 @@ class RedisStore(Store):
         task = asyncio.create_task(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel `tasks` and wait for them to end, cancelling again those still running: redis-py
+    can swallow a cancellation that lands while a connection is being set up or read
+    (redis/redis-py#2028, #2551), and the follower's loop then goes on reading for good, so
+    that the process would never exit (seen when a server that could not listen stopped
+    right after starting)."""
+    pending: set[asyncio.Task[Any]] = set(tasks)
+    for _ in range(CANCEL_TRIES):
+        for task in pending:
+            task.cancel()
+        if not pending:
+            return
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_WAIT_S)
+    if pending:
+        log.warning(
+            "%d redis tasks did not stop: %s", len(pending), [t.get_name() for t in pending]
+        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import socket
 import sys
 
 import pytest
@@ -121,3 +122,21 @@ async def test_start_up_with_debug_shows_the_native_runtime() -> None:
     lines = await _start_up_lines("--log-level", "debug", "--accelerator", "cpu")
     assert any(line.startswith(NATIVE_NOISE) for line in lines)  # the runtime's, let through
     assert "accelerator cpu (litert; as --accelerator cpu asks)" in lines[-1]
+
+
+@pytest.mark.asyncio
+async def test_a_port_it_cannot_listen_on_is_one_line_and_exit_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server", "--port", str(port), stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 60)  # exits: no hang on the way out
+    assert proc.returncode == 1
+    lines = err.decode().strip().splitlines()
+    assert lines == [
+        f"digits-server: cannot listen on 127.0.0.1:{port}: " + lines[0].split(": ", 2)[2]
+    ]
+    assert "address already in use" in lines[0]

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -367,6 +368,23 @@ async def test_more_than_one_worker_needs_redis() -> None:
     )
     assert done.returncode != 0
     assert b"--workers above 1 needs --redis" in done.stderr
+
+
+async def test_workers_that_cannot_listen_stop_the_supervisor(redis_server: RedisServer) -> None:
+    """A port held by another program: each worker says why and exits; after three quick
+    exits in a row the supervisor stops them all and exits 1 instead of retrying forever."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(  # noqa: ASYNC221 -- the test has nothing else to do meanwhile
+            [sys.executable, "-m", "server", "--workers", "2", "--port", str(port),
+             "--redis", redis_server.url, "--redis-prefix", new_prefix()],
+            capture_output=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}".encode() in done.stderr
+    assert b"exited 3 times in a row" in done.stderr
 
 
 async def test_two_workers_serve_one_port_and_share_its_rooms(
