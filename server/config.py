@@ -44,7 +44,7 @@ _HELP = {
     "trusted_proxies": "proxy addresses or networks (comma-separated CIDRs) whose "
     "X-Forwarded-For/-Host/-Proto are believed; from anyone else they are ignored",
     "allowed_hosts": "Host names this server answers to (comma-separated; none = the bound "
-    "address, localhost and the machine's names; *)",
+    "address, localhost and the machine's names; *); IP addresses and localhost always",
     "redis": "Redis URL of the shared store (redis:// or rediss://, password and database "
     "in the URL); none = rooms in this process's memory",
     "redis_prefix": "prefix of every Redis key of this server",

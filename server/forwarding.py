@@ -73,11 +73,12 @@ def seen(
 
 
 def hostname(host: str) -> str:
-    """The name in a Host header, without its port: "[::1]:80" -> "::1"."""
+    """The name in a Host header, without its port or a final dot: "[::1]:80" -> "::1"."""
     host = host.strip().lower()
     if host.startswith("["):
         return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return name.removesuffix(".")  # "example.org." is "example.org"
 
 
 @functools.cache  # name lookups may be slow: once per address
@@ -92,7 +93,21 @@ def default_hosts(bound: str) -> tuple[str, ...]:
 
 
 def host_allowed(host: str | None, allowed: tuple[str, ...]) -> bool:
-    """Whether a request naming `host` is for this server ("*" allows any)."""
+    """Whether a request naming `host` is for this server ("*" allows any). An address
+    (127.0.0.1, [::1], 10.0.0.5) and localhost are always allowed: DNS rebinding needs a
+    name the attacker's DNS answers for, and health checks and scrapes by address must
+    keep working whatever names the server is given."""
     if "*" in allowed:
         return True
-    return host is not None and hostname(host) in allowed
+    if host is None:
+        return False
+    name = hostname(host)
+    return name in allowed or name == "localhost" or _is_address(name)
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

@@ -170,8 +170,10 @@ def nginx_conf(folder: Path, listen: int, upstreams: list[int]) -> str:
     """docs/SCALING.md's nginx configuration, with these ports and files in `folder`."""
     text = SCALING_DOC.read_text()
     conf = text.split("```nginx\n", 1)[1].split("```", 1)[0]
-    lines = "".join(f"        server 127.0.0.1:{port};\n" for port in upstreams)
-    conf = re.sub(r"( +server 127\.0\.0\.1:\d+;.*\n)+", lines, conf)
+    params = re.search(r"server 127\.0\.0\.1:\d+([^;]*);", conf)
+    assert params is not None, "no upstream server line in docs/SCALING.md"
+    lines = "".join(f"        server 127.0.0.1:{port}{params[1]};\n" for port in upstreams)
+    conf = re.sub(r"( +server 127\.0\.0\.1:\d+[^;]*;.*\n)+", lines, conf)
     conf = conf.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{listen};")
     temp = "".join(
         f"    {kind}_temp_path {folder / kind};\n"

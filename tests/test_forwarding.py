@@ -58,6 +58,10 @@ def test_default_hosts_are_the_bound_address_localhost_and_the_machine() -> None
     assert host_allowed("localhost:8080", hosts) and host_allowed("[::1]:8080", hosts)
     assert not host_allowed("attacker.example:8080", hosts) and not host_allowed(None, hosts)
     assert host_allowed("attacker.example", ("*",))
+    only = ("digits.example",)
+    assert host_allowed("digits.example.:443", only) and host_allowed("10.0.0.5:8080", only)
+    assert host_allowed("[fd00::1]:80", only) and host_allowed("localhost", only)
+    assert not host_allowed("10.0.0.5.attacker.example", only)
     assert "0.0.0.0" not in default_hosts("0.0.0.0")
 
 
@@ -90,9 +94,17 @@ async def test_dns_rebinding_is_refused_and_known_hosts_are_served(
         async with http.ws_connect(named_url, headers=headers) as ws:
             await ws.send_json({"type": "hello", "version": 1})
             assert (await ws.receive_json())["type"] == "welcome"
+        headers = {"Host": "other.example", "Origin": "http://other.example"}
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await http.ws_connect(named_url)  # 127.0.0.1 is not on its list
+            await http.ws_connect(named_url, headers=headers)  # not on its list
         assert refused.value.status == 421
+        async with http.ws_connect(named_url) as ws:  # by address: never a rebinding
+            await ws.send_json({"type": "hello", "version": 1})
+            assert (await ws.receive_json())["type"] == "welcome"
+        ready = named_url.replace("ws://", "http://").replace("/ws", "/readyz")
+        assert (await http.get(ready)).status == 200  # a health check by address
+        assert (await http.get(ready, headers={"Host": "localhost"})).status == 200
+        assert (await http.get(ready, headers={"Host": "DIGITS.example."})).status == 200
 
 
 async def _hello(

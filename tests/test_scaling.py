@@ -362,6 +362,38 @@ async def test_nginx_in_front_of_two_processes_with_the_documented_configuration
             proc.stop()
 
 
+async def test_a_rolling_restart_behind_nginx_loses_nobody(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A deploy restarts the processes one after the other (SIGTERM, start again on the same
+    port). Through docs/SCALING.md's nginx every client resumes each time, and a new
+    connection made while the second process is down reaches the first, restarted a moment
+    earlier (nginx's default would still count it as failed, and answer 502)."""
+    procs = servers(redis_server.url, 2, "--trusted-proxies", "127.0.0.1/32")
+    proxy = Nginx(tmp_path, [p.port for p in procs]).start()
+    digit = unipen_digits()[3]
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(connect(proxy.url)) for _ in range(6)]
+            for c in clients:
+                await draw(c, digit.strokes[:1])
+            for proc in procs:
+                proc.signal(signal.SIGTERM)
+                assert proc.wait() == 0
+                async with connect(proxy.url, reconnect=False) as fresh:  # no 502: another is up
+                    await fresh.ping()
+                proc.start()
+            for c in clients:
+                await draw(c, digit.strokes[1:])
+                final = await c.recognize()
+                assert final.strokes == len(digit.strokes) and c.reconnects >= 1
+                assert c.welcome is not None and c.welcome.resumed
+    finally:
+        proxy.stop()
+        for proc in procs:
+            proc.stop()
+
+
 async def test_more_than_one_worker_needs_redis() -> None:
     done = subprocess.run(  # noqa: ASYNC221 -- the test has nothing else to do meanwhile
         [sys.executable, "-m", "server", "--workers", "2"], capture_output=True, timeout=60
