@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -106,8 +107,8 @@ async def serve(settings: Settings, model: Model, accelerator: str = "") -> None
     offload = app[OFFLOAD]
     inference = f"a process of its own (pid {offload.pid})" if offload else "a thread"
     log.info(
-        "listening on %s (WebSocket /ws); model %s (%s); accelerator %s; inference in %s",
-        where, model.name, model.path, accelerator, inference,
+        "listening on %s (WebSocket /ws); model %s (%s); store %s; accelerator %s; inference in %s",
+        where, model.name, model.path, store_name(settings), accelerator, inference,
     )  # fmt: skip
     try:
         await stop.wait()
@@ -120,6 +121,17 @@ async def serve(settings: Settings, model: Model, accelerator: str = "") -> None
 #: cannot start (a taken port, a bad model, ...): the supervisor stops instead of retrying.
 START_GRACE_S = 10.0
 START_TRIES = 3
+
+
+def store_name(settings: Settings) -> str:
+    """Where rooms and sessions live, for the start-up line: "in memory", or the Redis URL
+    without its password and with the key prefix."""
+    if not settings.redis:
+        return "in memory"
+    url = urllib.parse.urlsplit(settings.redis)
+    host = url.hostname or "localhost"
+    where = f"{url.scheme}://{host}{f':{url.port}' if url.port else ''}{url.path}"
+    return f"{where} (prefix {settings.redis_prefix!r})"
 
 
 class StartError(Exception):

@@ -508,7 +508,7 @@ class RedisStore(Store):
     async def _follow_logs(self) -> None:
         """One XREAD of this process's inbox, which holds the entries and answers of every
         room it follows in the order they were appended; they go to the hub in log order."""
-        pause = 0.05
+        pause, failing = 0.05, False
         while True:
             try:
                 await self._join()
@@ -518,9 +518,11 @@ class RedisStore(Store):
             except (RedisError, OSError, ProtocolError) as exc:
                 log.warning("redis unreachable (%s); retrying in %.2f s", type(exc).__name__, pause)
                 await asyncio.sleep(pause)
-                pause = min(1.0, pause * 2)
+                pause, failing = min(1.0, pause * 2), True
                 continue
-            pause = 0.05
+            if failing:
+                log.info("redis reachable again")
+            pause, failing = 0.05, False
             entries = reply[0][1] if reply else []
             if not entries:
                 continue

@@ -12,6 +12,8 @@ import sys
 import pytest
 
 from client import ConnectionClosed, connect
+from server.__main__ import store_name
+from server.config import Settings
 from server.model import DEFAULT_MODEL
 
 
@@ -140,3 +142,9 @@ async def test_a_port_it_cannot_listen_on_is_one_line_and_exit_1() -> None:
         f"digits-server: cannot listen on 127.0.0.1:{port}: " + lines[0].split(": ", 2)[2]
     ]
     assert "address already in use" in lines[0]
+
+
+def test_the_start_up_line_names_the_store_without_its_password() -> None:
+    assert store_name(Settings()) == "in memory"
+    secret = Settings(redis="rediss://:s3cret@db.example:6380/2", redis_prefix="blue:")
+    assert store_name(secret) == "rediss://db.example:6380/2 (prefix 'blue:')"
