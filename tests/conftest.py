@@ -11,6 +11,7 @@ import pytest
 
 from tests.browserkit import DESKTOP, Page, Samples, ServerProcess, choose_samples, launch_chromium
 from tests.rediskit import RedisServer
+from tests.serverkit import shared_store
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +78,15 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Rooms in memory, and in Redis (one process), where room ink goes through the room's
+    log: a test that takes it runs on both."""
+    if request.param == "memory":
+        yield "memory"
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    with shared_store(server.url):
+        yield "redis"

@@ -4,26 +4,12 @@ tested in test_ws.py and test_shared.py, the command line in test_cli.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from client import Error, ServerError, connect
-from tests.rediskit import RedisServer
-from tests.serverkit import MakeClient, shared_store, start, unipen_digits, until
+from tests.serverkit import MakeClient, start, unipen_digits, until
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Rooms in memory, and in Redis, where room ink goes through the room's log."""
-    if request.param == "memory":
-        yield "memory"
-        return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    with shared_store(server.url):
-        yield "redis"
 
 
 async def test_a_watchers_draw_raises_watch_only(aiohttp_client: MakeClient, store: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -28,11 +28,9 @@ from protocol import (
     Undone,
 )
 from server.app import CONNECTIONS, HUB
-from tests.rediskit import RedisServer
 from tests.serverkit import (
     MakeClient,
     draw,
-    shared_store,
     start,
     stepped,
     unipen_digits,
@@ -40,18 +38,7 @@ from tests.serverkit import (
     until,
 )
 
-pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(autouse=True, params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test here runs on both stores: in memory, and Redis (one process)."""
-    if request.param == "memory":
-        yield "memory"
-        return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    with shared_store(server.url):
-        yield "redis"
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("store")]  # both stores (conftest)
 
 
 @contextlib.asynccontextmanager
