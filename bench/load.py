@@ -255,11 +255,12 @@ def row(r: dict[str, float]) -> str:
         if r["idle"]
         else "0"
     )
+    children = max(0.0, r["server_cpu"] - r["loop_cpu"])  # readings a moment apart: never -0
     return (
         f"| {int(r['drawers'])} | {idle} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
         f"| {r['pred_s_median']:.1f}, {r['pred_s_min']:.1f} | {r['pred_s_total']:.0f} "
         f"| {int(r['errors'])} "
-        f"| {r['server_cpu']:.0f}% ({r['loop_cpu']:.0f} + {max(0.0, r['server_cpu'] - r['loop_cpu']):.0f}) "
+        f"| {r['server_cpu']:.0f}% ({r['loop_cpu']:.0f} + {children:.0f}) "
         f"| {r['server_rss_mb']:.0f} MB | {r['batch_mean']:.1f} "
         f"| {r['loadgen_cpu']:.0f}% | {r['per_cpu_s']:.0f} |"
     )
