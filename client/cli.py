@@ -62,19 +62,22 @@ def _positive(kind: type[int] | type[float]) -> Any:
     return parse
 
 
-def _common() -> argparse.ArgumentParser:
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """--help that gives each option's default, where it has one worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or action.help is None:
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
+def _connection() -> argparse.ArgumentParser:
+    """The options of every WebSocket subcommand."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=DEFAULT_URL, help="server WebSocket URL (%(default)s)")
+    common.add_argument("--url", default=DEFAULT_URL, help="server WebSocket URL")
     common.add_argument(
-        "--rate", type=_positive(float), default=90.0, help="pen speed, points per second"
+        "--top-k", type=int, default=3, choices=range(1, MAX_TOP_K + 1), help="guesses per answer"
     )
-    common.add_argument(
-        "--fast", action="store_true", help="send as fast as the server's rate limit allows"
-    )
-    common.add_argument(
-        "--batch", type=_positive(int), default=8, help="points per message with --fast"
-    )
-    common.add_argument("--top-k", type=int, default=3, choices=range(1, MAX_TOP_K + 1))
     common.add_argument("--room", help="join this shared session (needs --token)")
     common.add_argument("--token", help="the room's draw or watch token")
     common.add_argument("--json", action="store_true", help="JSON text frames, not msgpack")
@@ -84,18 +87,43 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
+def _pen() -> argparse.ArgumentParser:
+    """The options of the subcommands that draw."""
+    pen = argparse.ArgumentParser(add_help=False)
+    pen.add_argument(
+        "--rate", type=_positive(float), default=90.0, help="pen speed, points per second"
+    )
+    pen.add_argument(
+        "--fast", action="store_true", help="send as fast as the server's rate limit allows"
+    )
+    pen.add_argument(
+        "--batch", type=_positive(int), default=8, help="points per message with --fast"
+    )
+    return pen
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The parser for both subcommands."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    """The parser of every subcommand; each one's --help gives the defaults and, in its
+    epilog, the exit statuses."""
+    exits = __doc__.split("\n\n")[2].replace("\n", " ")
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], epilog=exits)
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser(
-        "recognize", parents=[_common()], help="recognize every sample of a strokes file"
+        "recognize",
+        parents=[_connection(), _pen()],
+        help="recognize every sample of a strokes file",
+        formatter_class=_Help,
+        epilog=exits,
     )
     rec.add_argument("file", help="JSON Lines strokes file, gzipped or not; - for stdin")
     rec.add_argument("--out", default="-", help="where to write one JSON line per sample")
     rec.add_argument("--concurrency", type=_positive(int), default=1, help="connections")
     draw = sub.add_parser(
-        "draw", parents=[_common()], help="draw strokes from stdin, print live predictions"
+        "draw",
+        parents=[_connection(), _pen()],
+        help="draw strokes from stdin, print live predictions",
+        formatter_class=_Help,
+        epilog=exits,
     )
     draw.add_argument(
         "--share",
@@ -103,7 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="share the session first; the room and its tokens go to stderr as a JSON line",
     )
     watch = sub.add_parser(
-        "watch", parents=[_common()], help="watch a shared session (--room, --token)"
+        "watch",
+        parents=[_connection()],
+        help="watch a shared session (--room, --token)",
+        formatter_class=_Help,
+        epilog=exits,
     )
     watch.add_argument(
         "--events", action="store_true", help="print strokes, presence, undo and clear too"
@@ -112,13 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--count", type=_positive(int), help="stop after this many predictions (default: never)"
     )
     image = sub.add_parser(
-        "image", help="recognize image files (PNG, JPEG, WebP) over HTTP, one JSON line each"
+        "image",
+        help="recognize image files (PNG, JPEG, WebP) over HTTP, one JSON line each",
+        formatter_class=_Help,
+        epilog=exits,
     )
     image.add_argument("files", nargs="+", metavar="FILE")
+    image.add_argument("--url", default=DEFAULT_URL, help="server URL, ws:// or http://")
     image.add_argument(
-        "--url", default=DEFAULT_URL, help="server URL, ws:// or http:// (%(default)s)"
+        "--top-k", type=int, default=3, choices=range(1, MAX_TOP_K + 1), help="guesses per answer"
     )
-    image.add_argument("--top-k", type=int, default=3, choices=range(1, MAX_TOP_K + 1))
     image.add_argument(
         "--timeout", type=_positive(float), default=30.0, help="seconds for each image"
     )
@@ -136,13 +171,13 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--share starts a new shared session: leave out --room")
     if args.room is not None and getattr(args, "concurrency", 1) > 1:
         parser.error("--room draws on one shared canvas: use --concurrency 1")
-    if args.batch > 512:
+    if getattr(args, "batch", 0) > 512:
         parser.error("--batch must be at most 512")
 
 
 def options(args: argparse.Namespace) -> Options:
     """Connection and drawing options from parsed arguments."""
-    pace = Pace(rate=args.rate, fast=args.fast, batch=args.batch)
+    pace = Pace(rate=args.rate, fast=args.fast, batch=args.batch) if "rate" in args else Pace()
     return Options(args.url, pace, args.top_k, args.room, args.token, not args.json, args.timeout)
 
 

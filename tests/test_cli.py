@@ -395,8 +395,17 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         ["recognize", "f", "--rate", "0"],
         ["watch"],
         ["draw", "--share", "--room", "r", "--token", "t"],
+        ["watch", "--room", "r", "--token", "t", "--rate", "5"],  # watching draws nothing
     ):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2
     assert "--room and --token go together" in capsys.readouterr().err
+
+
+def test_help_gives_the_defaults_and_the_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["recognize", "--help"])
+    said = capsys.readouterr().out
+    assert "pen speed, points per second (default: 90.0)" in said
+    assert "(default: None)" not in said and "Exit status: 0 all went well" in said
