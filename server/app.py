@@ -284,13 +284,19 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: the model is loaded and the batcher runs."""
+    """Ready: the model is loaded and the batcher runs. Where rooms live, and whether that
+    store answers, are said too; an unreachable Redis keeps it ready (solo drawing works)."""
     app = request.app
     if MODEL not in app or RECOGNIZER not in app or not app[RECOGNIZER].batcher.running:
         return web.json_response({"status": "starting"}, status=503)
     model, offload = app[MODEL], app.get(OFFLOAD)
     body = {"status": "ready", "model": model.name, "accelerator": model.accelerator}
-    where = {"inference": "process" if offload is not None else "thread"}
+    store = app[HUB].store
+    where = {
+        "inference": "process" if offload is not None else "thread",
+        "store": "redis" if store.shared else "memory",
+        "store_reachable": store.reachable,
+    }
     return web.json_response({**body, **where, "runtime": model.runtime, "path": str(model.path)})
 
 

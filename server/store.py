@@ -233,6 +233,9 @@ class Store(ABC):
     then every room change goes through the room's log, and sessions are recorded."""
 
     shared = False
+    #: Whether the store answered its latest request (a shared store's backend can go away;
+    #: the server reports it at /readyz and goes on serving solo drawing meanwhile).
+    reachable = True
 
     async def start(self) -> None:
         """Connect and start following logs."""

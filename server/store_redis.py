@@ -508,7 +508,7 @@ class RedisStore(Store):
     async def _follow_logs(self) -> None:
         """One XREAD of this process's inbox, which holds the entries and answers of every
         room it follows in the order they were appended; they go to the hub in log order."""
-        pause, failing = 0.05, False
+        pause = 0.05
         while True:
             try:
                 await self._join()
@@ -517,12 +517,13 @@ class RedisStore(Store):
                 )
             except (RedisError, OSError, ProtocolError) as exc:
                 log.warning("redis unreachable (%s); retrying in %.2f s", type(exc).__name__, pause)
+                self.reachable = False
                 await asyncio.sleep(pause)
-                pause, failing = min(1.0, pause * 2), True
+                pause = min(1.0, pause * 2)
                 continue
-            if failing:
+            if not self.reachable:
                 log.info("redis reachable again")
-            pause, failing = 0.05, False
+            pause, self.reachable = 0.05, True
             entries = reply[0][1] if reply else []
             if not entries:
                 continue

@@ -53,6 +53,7 @@ async def test_health_and_readiness(aiohttp_client: MakeClient) -> None:
     assert ready.status == 200
     assert (body["status"], body["model"], body["accelerator"]) == ("ready", model.name, "cpu")
     assert body["inference"] == "thread"  # tests/serverkit.py's; "process" in tests/test_offload.py
+    assert (body["store"], body["store_reachable"]) == ("memory", True)  # Redis: test_scaling
 
 
 async def test_metrics_count_this_app_only(aiohttp_client: MakeClient) -> None:

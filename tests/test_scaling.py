@@ -34,6 +34,15 @@ from tests.serverkit import draw, metric, unipen_digits, until
 pytestmark = pytest.mark.asyncio
 
 
+async def readiness(url: str) -> dict[str, Any]:
+    """/readyz of a server process: still 200 (ready) whatever its store says."""
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        assert resp.status == 200
+        body: dict[str, Any] = await resp.json()
+        assert body["store"] == "redis"
+        return body
+
+
 def servers(redis_url: str, n: int, *args: str, prefix: str = "") -> list[ServerProcess]:
     prefix = prefix or new_prefix()
     procs = [ServerProcess("--redis", redis_url, "--redis-prefix", prefix, *args) for _ in range(n)]
@@ -275,7 +284,12 @@ async def test_without_redis_solo_drawing_goes_on_and_rooms_answer_unavailable(
             async with asyncio.timeout(10):  # its process has recorded it parked
                 while not store.zcard(prefix + "parked"):  # noqa: ASYNC110 -- another process
                     await asyncio.sleep(0.02)
+            ready = one.url.replace("ws://", "http://").replace("/ws", "/readyz")
+            assert (await readiness(ready))["store_reachable"] is True
             own_redis.stop()
+            async with asyncio.timeout(10):  # its follower notices
+                while (await readiness(ready))["store_reachable"]:  # noqa: ASYNC110 -- another process
+                    await asyncio.sleep(0.05)
             async with connect(one.url) as c:
                 last = await draw(c, digit.strokes)  # solo: live predictions, the model is local
                 live = await until(c, Prediction, final=False, seq=last)  # all of its ink
@@ -303,6 +317,9 @@ async def test_without_redis_solo_drawing_goes_on_and_rooms_answer_unavailable(
                 assert joined.room == shared.room
             async with connect(one.url, resume=token) as d:
                 assert d.welcome is not None and d.welcome.resumed
+            async with asyncio.timeout(10):  # and its follower reads again
+                while not (await readiness(ready))["store_reachable"]:  # noqa: ASYNC110 -- another process
+                    await asyncio.sleep(0.05)
         for proc in (one, other):
             assert proc.proc is not None and proc.proc.poll() is None  # nothing crashed
     finally:
