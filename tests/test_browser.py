@@ -290,7 +290,11 @@ def test_share_links_let_others_watch_and_draw_live(
     drawer = make_page()
     drawer.open(draw_link)
     drawer.wait("() => window.digits.room.role === 'draw'")
+    drawer.page.keyboard.press("Delete")  # the owner's 3 is there: Clear asks first
+    assert "press Clear again" in drawer.page.text_content("#error-text")  # type: ignore[operator]
+    assert drawer.js("() => window.digits.room.others.size") > 0
     drawer.page.keyboard.press("Delete")
+    owner.wait_state("empty")  # cleared for everyone
     drawer.draw(samples.clear[1].strokes)
     owner.shows_digit(1)
     watcher.shows_digit(1)

@@ -15,6 +15,7 @@ const TOP_K = 3;
 // At most ~60 batches a second, even on 120-240 Hz screens: well inside the server's rate limit.
 const MIN_SEND_INTERVAL_MS = 15;
 const RETRY_RECOGNIZE_MS = 500;
+const CLEAR_CONFIRM_MS = 4000; // a second Clear within this clears a shared drawing
 const ROOM_MESSAGES = new Set(["shared", "joined", "left", "presence", "stroke", "undone", "cleared"]);
 const INK_EVENTS = new Set(["joined", "stroke", "undone", "cleared"]);
 
@@ -37,6 +38,7 @@ class DrawingPage {
     if (this.reloaded) this.conn.resumeToken = this.reloaded.token;
     if (this.reloaded?.ink) this.ink.load(this.reloaded.ink); // a drawing of its own
     this.restoring = null; // the reloaded session's room, until its "joined" comes
+    this.clearAsked = -Infinity; // when Clear last asked to be pressed again
   }
 
   get watching() {
@@ -204,6 +206,16 @@ class DrawingPage {
 
   clear() {
     if (this.watching) return;
+    // In a shared drawing Clear takes the others' ink too, and no undo brings it back: when
+    // someone else has drawn, the first press asks and a second one soon after clears.
+    const now = performance.now();
+    if (rooms.otherStrokes(this.room).length && now - this.clearAsked > CLEAR_CONFIRM_MS) {
+      this.clearAsked = now;
+      this.view.error("This clears everyone's drawing: press Clear again to do it.");
+      return;
+    }
+    this.clearAsked = -Infinity;
+    this.view.hideError();
     this.pen.pointer = null;
     this.outbox.drop();
     this.ink.clear();
