@@ -191,6 +191,13 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2%}"
 
 
+def _eces(figures: dict[str, Any]) -> str:
+    """ECE of complete drawings, then of their 25/50/75% prefixes."""
+    prefix = figures.get("ece_prefix") or {}
+    parts = " / ".join(_num(prefix.get(k)) for k in ("0.25", "0.5", "0.75"))
+    return f"{_num(figures.get('ece'))}; {parts}"
+
+
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -416,6 +423,9 @@ the top digit's P < {verdict.get("unsure_below")} (server defaults; `--reject-at
 | MNIST test digits rejected as not a digit | {_pct(acc["float"].get("mnist_rejected"))} \
 | {_pct(acc["int8"].get("mnist_rejected"))} |
 | {strokes}, all sources | {_pct(f.get("all_sources"))} | {_pct(q["all_sources"])} |
+| {strokes}, digits rejected as not a digit | {_pct(f.get("rejected"))} \
+| {_pct(q.get("rejected"))} |
+| {strokes}, ECE complete; at 25 / 50 / 75% of the points | {_eces(f)} | {_eces(q)} |
 {_float_note(acc, verdict)}
 
 Per UNIPEN source (all are in training, but for the 1 in 8 samples kept out for calibration;
