@@ -211,7 +211,7 @@ class DrawingPage {
     const now = performance.now();
     if (rooms.otherStrokes(this.room).length && now - this.clearAsked > CLEAR_CONFIRM_MS) {
       this.clearAsked = now;
-      this.view.error("This clears everyone's drawing: press Clear again to do it.");
+      this.view.error("This clears everyone's drawing: press Clear again to do it.", { notice: true });
       return;
     }
     this.clearAsked = -Infinity;

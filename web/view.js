@@ -182,7 +182,9 @@ export class View {
 
   // ---- errors -------------------------------------------------------------------------------
 
-  error(text) {
+  /** A message by the bottom of the screen, red; `notice` (a question, not a fault) dark. */
+  error(text, { notice = false } = {}) {
+    $("error").dataset.kind = notice ? "notice" : "error";
     $("error-text").textContent = text;
     $("error").hidden = false;
     clearTimeout(this.errorTimer);
