@@ -166,6 +166,15 @@ class ServerProcess:
 
 # ---- the browser -----------------------------------------------------------------------------
 
+#: A JS expression: how many device pixels of the drawing pad carry ink.
+INK_AMOUNT = """(() => {
+  const c = document.getElementById('pad');
+  const a = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 3; i < a.length; i += 4) if (a[i] > 0) n++;
+  return n;
+})()"""
+
 
 class Page:
     """One browser tab on the drawing page, with helpers that draw and read what it shows."""
@@ -234,16 +243,13 @@ class Page:
 
     def ink_amount(self) -> int:
         """How many device pixels of the drawing pad carry ink."""
-        amount: int = self.page.evaluate(
-            """() => {
-              const c = document.getElementById('pad');
-              const a = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-              let n = 0;
-              for (let i = 3; i < a.length; i += 4) if (a[i] > 0) n++;
-              return n;
-            }"""
-        )
+        amount: int = self.page.evaluate(f"() => {INK_AMOUNT}")
         return amount
+
+    def wait_ink(self, present: bool) -> None:
+        """Until the pad shows ink (or none): it is painted at the next animation frame
+        after the ink changed, so a test reads it once it is there."""
+        self.wait(f"p => ({INK_AMOUNT} > 0) === p", present)
 
     def to_screen(
         self, strokes: Strokes, frame: Strokes | None = None
