@@ -60,9 +60,7 @@ def seen(
     client = peer
     hops = [h.strip() for h in headers.get("X-Forwarded-For", "").split(",") if h.strip()]
     for hop in reversed(hops):
-        try:
-            ipaddress.ip_address(hop)
-        except ValueError:
+        if not _is_address(hop):
             break  # not an address: nothing left of it can be believed
         client = hop
         if not _trusted(hop, trusted):

@@ -189,8 +189,7 @@ class HttpApi:
 
     async def _json(self, request: web.Request, recognizer: Recognizer) -> tuple[str, Any]:
         limit = self.limits.max_json_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise _too_big(limit)
+        _refuse_declared(request, limit)  # before it is paid for
         client = self._client_of(request)
         budget = self._budgets.acquire(client, time.perf_counter())
         try:  # paid before it is read: one address cannot keep the parser (and the GIL) busy
@@ -290,8 +289,7 @@ class HttpApi:
         Plain form fields (no file name, a text type or none, as HTML forms send them) are
         read within that budget and ignored."""
         limit = self.limits.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise _too_big(limit)
+        _refuse_declared(request, limit)
         try:
             reader = await request.multipart()
         except (AssertionError, ValueError, KeyError) as exc:
@@ -403,10 +401,15 @@ def _too_big(limit: int) -> ProtocolError:
     return ProtocolError(Code.BODY_TOO_BIG, f"the body is larger than {limit} bytes")
 
 
-async def _read(request: web.Request, limit: int) -> bytes:
-    """The whole body, refusing it as soon as it is known to exceed `limit` bytes."""
+def _refuse_declared(request: web.Request, limit: int) -> None:
+    """BODY_TOO_BIG when the Content-Length already says more than `limit` bytes."""
     if request.content_length is not None and request.content_length > limit:
         raise _too_big(limit)
+
+
+async def _read(request: web.Request, limit: int) -> bytes:
+    """The whole body, refusing it as soon as it is known to exceed `limit` bytes."""
+    _refuse_declared(request, limit)
     data = bytearray()
     async for chunk in request.content.iter_chunked(65536):
         data += chunk
