@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import itertools
 import json
 import random
 import statistics
@@ -37,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,23 +71,28 @@ class Flood:
     closes: Counter[int] = field(default_factory=Counter)
 
 
+def _ink(rng: random.Random, shape: str) -> Iterator[list[int]]:
+    """Endless flood points on 1000x1000: `shape` "random", anywhere (the costliest ink to
+    draw); "walk", a pen-like random walk of small steps."""
+    x, y = 500, 500
+    while True:
+        if shape == "random":
+            x, y = rng.randrange(1000), rng.randrange(1000)
+        else:
+            x, y = (
+                min(999, max(0, x + rng.randint(-4, 4))),
+                min(999, max(0, y + rng.randint(-4, 4))),
+            )
+        yield [x, y]
+
+
 def _flood_frames(rng: random.Random, shape: str) -> list[str]:
     """One cycle of a flooder's frames, JSON-encoded once: a stroke of 512-point messages up
-    to the ink limit, its end, and a clear. `shape` "random": points anywhere in 1000x1000
-    (the costliest ink to draw); "walk": a pen-like random walk of small steps."""
-    per_cycle = INK_LIMIT // FLOOD_POINTS
-    frames, x, y = [], 500, 500
-    for i in range(per_cycle):
-        pts = []
-        for _ in range(FLOOD_POINTS):
-            if shape == "random":
-                x, y = rng.randrange(1000), rng.randrange(1000)
-            else:
-                x, y = (
-                    min(999, max(0, x + rng.randint(-4, 4))),
-                    min(999, max(0, y + rng.randint(-4, 4))),
-                )
-            pts.append([x, y])
+    to the ink limit (`_ink`'s `shape`), its end, and a clear."""
+    ink = _ink(rng, shape)
+    frames = []
+    for i in range(INK_LIMIT // FLOOD_POINTS):
+        pts = list(itertools.islice(ink, FLOOD_POINTS))
         frames.append(json.dumps({"type": "start" if i == 0 else "points", "points": pts}))
     frames += [json.dumps({"type": "end"}), json.dumps({"type": "clear"})]
     return frames
@@ -129,15 +135,9 @@ def _http_body(rng: random.Random, body_bytes: int) -> tuple[bytes, int]:
     long; and its number of points."""
     drawings: list[list[list[list[int]]]] = []
     size, points = 0, 0
-    x, y = 500, 500
+    ink = _ink(rng, "walk")
     while size < body_bytes:
-        pts = []
-        for _ in range(INK_LIMIT):
-            x, y = (
-                min(999, max(0, x + rng.randint(-4, 4))),
-                min(999, max(0, y + rng.randint(-4, 4))),
-            )
-            pts.append([x, y])
+        pts = list(itertools.islice(ink, INK_LIMIT))
         drawing = [pts]
         size += len(json.dumps(drawing)) + 1
         if size > body_bytes and drawings:
