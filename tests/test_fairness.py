@@ -86,7 +86,7 @@ async def test_json_posted_to_v1_is_paid_from_its_address_budget(
         aiohttp_client, points_per_second_per_client=1000.0, points_burst_per_client=0, **PROXY
     )
     digit = unipen_digits(1)[0]
-    body = json.dumps({"drawings": [stroke_list(600, k) for k in range(3)]}).encode()
+    body = json.dumps({"drawings": [[stroke(600, k)] for k in range(3)]}).encode()
     assert len(body) > 10_000  # over a second of 10.0.0.1's budget
 
     async def post_as(ip: str, data: bytes) -> tuple[int, Any]:
@@ -110,7 +110,3 @@ async def test_json_posted_to_v1_is_paid_from_its_address_budget(
     status, answers = await batch
     assert status == 200 and len(answers["results"]) == 3
     await stepped(lambda: len(server.app[BUDGETS]) == 0)
-
-
-def stroke_list(n: int, offset: int) -> list[list[list[float]]]:
-    return [stroke(n, offset)]

@@ -43,6 +43,13 @@ async def readiness(url: str) -> dict[str, Any]:
         return body
 
 
+async def store_reachable_becomes(url: str, reachable: bool) -> None:
+    """Until /readyz says `store_reachable` is `reachable` (its follower noticed)."""
+    async with asyncio.timeout(10):
+        while (await readiness(url))["store_reachable"] is not reachable:  # noqa: ASYNC110 -- another process
+            await asyncio.sleep(0.05)
+
+
 def servers(redis_url: str, n: int, *args: str, prefix: str = "") -> list[ServerProcess]:
     prefix = prefix or new_prefix()
     procs = [ServerProcess("--redis", redis_url, "--redis-prefix", prefix, *args) for _ in range(n)]
@@ -287,9 +294,7 @@ async def test_without_redis_solo_drawing_goes_on_and_rooms_answer_unavailable(
             ready = one.url.replace("ws://", "http://").replace("/ws", "/readyz")
             assert (await readiness(ready))["store_reachable"] is True
             own_redis.stop()
-            async with asyncio.timeout(10):  # its follower notices
-                while (await readiness(ready))["store_reachable"]:  # noqa: ASYNC110 -- another process
-                    await asyncio.sleep(0.05)
+            await store_reachable_becomes(ready, False)
             async with connect(one.url) as c:
                 last = await draw(c, digit.strokes)  # solo: live predictions, the model is local
                 live = await until(c, Prediction, final=False, seq=last)  # all of its ink
@@ -317,9 +322,7 @@ async def test_without_redis_solo_drawing_goes_on_and_rooms_answer_unavailable(
                 assert joined.room == shared.room
             async with connect(one.url, resume=token) as d:
                 assert d.welcome is not None and d.welcome.resumed
-            async with asyncio.timeout(10):  # and its follower reads again
-                while not (await readiness(ready))["store_reachable"]:  # noqa: ASYNC110 -- another process
-                    await asyncio.sleep(0.05)
+            await store_reachable_becomes(ready, True)  # its follower reads again
         for proc in (one, other):
             assert proc.proc is not None and proc.proc.poll() is None  # nothing crashed
     finally:
