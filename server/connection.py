@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -47,6 +48,13 @@ WRITE_S = 2.0  # a write that cannot complete in this long (the peer's buffers a
 # high-water mark (64 KiB), so it cannot wait: it needs no timeout (one per write cost ~4% of
 # a fan-out process's CPU).
 QUICK_WRITE_BYTES = 16 * 1024
+
+
+def _kind(msg: ServerMessage) -> str | None:
+    """A prediction's label in the predictions metric (None: not a prediction)."""
+    if not isinstance(msg, Prediction):
+        return None
+    return "empty" if msg.empty else "final" if msg.final else "live"
 
 
 class Peer(Protocol):
@@ -88,6 +96,9 @@ class Connection:
         self.open = True
         self.last_seen = self.opened_at = clock()  # for the idle and hello deadlines
         self._held: Prediction | None = None  # a live prediction waiting for the client
+        self._outbox: deque[tuple[bytes | str, str | None]] = deque()  # unsent, in order
+        self._queued = 0  # bytes in the outbox
+        self._holding = False  # the writer waits for the client to read, nothing to write
         self._writer: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[bool] | None = None
         self._closed = asyncio.Event()
@@ -172,61 +183,87 @@ class Connection:
     # ---- messages out -------------------------------------------------------------------
 
     async def send(self, msg: ServerMessage) -> None:
-        """Send a message that is never dropped. A client with more than send_buffer_bytes
-        waiting unsent is not reading: it is closed with too_slow instead."""
+        """Send a message that is never dropped, without waiting for the client: what the
+        socket cannot take at once waits in order in the outbox, written as the client
+        reads (so a room's fan-out never waits for its slowest member). A client with more
+        than send_buffer_bytes waiting unsent is not reading: closed with too_slow."""
         if not self.open:
             return
-        if self.peer.buffered() > self.limits.send_buffer_bytes:
+        backlog = self.peer.buffered() + self._queued
+        if backlog > self.limits.send_buffer_bytes:
             self._give_up()
             return
-        await self._flush()
-        await self._write(msg)  # waits at most WRITE_S for a peer that does not read
+        data = encode(msg, self.binary)
+        if self._held is not None:  # an older live prediction goes first
+            held, self._held = self._held, None
+            self._queue(encode(held, self.binary), _kind(held))
+        if self._writer is None and backlog + len(data) <= QUICK_WRITE_BYTES:
+            await self.peer.send(data)  # stays far below the high-water mark: never waits
+            self._count(_kind(msg))
+        else:
+            self._queue(data, _kind(msg))
 
     async def offer(self, prediction: Prediction) -> None:
         """Send a live prediction now, or hold it while the client is behind; a newer one
         replaces it (dropped). Behind for heartbeat_s / 2 in a row: too_slow."""
         if not self.open:
             return
-        if self._held is None and self.peer.buffered() <= self.limits.send_buffer_bytes:
-            await self._write(prediction)
-            return
+        if self._writer is None:  # nothing waits (a held prediction has its writer)
+            backlog = self.peer.buffered()
+            if backlog <= self.limits.send_buffer_bytes:
+                data = encode(prediction, self.binary)
+                if backlog + len(data) <= QUICK_WRITE_BYTES:
+                    await self.peer.send(data)
+                    self._count(_kind(prediction))
+                    return
         if self._held is not None:
             self.metrics.dropped.inc()
         self._held = prediction
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_when_read())
+        self._write_later()
 
-    async def _write_when_read(self) -> None:
+    def _queue(self, data: bytes | str, kind: str | None) -> None:
+        self._outbox.append((data, kind))
+        self._queued += len(data)
+        if self._writer is not None and self._holding:  # it waits for the client to read:
+            self._writer.cancel()  # what must be sent goes into the socket's buffer now
+            self._writer = None
+        self._write_later()
+
+    def _write_later(self) -> None:
+        if self._writer is None and self.open:
+            self._writer = asyncio.create_task(self._write_behind())
+
+    async def _write_behind(self) -> None:
+        """Write what waits as the client reads: the outbox in order, then the held
+        prediction once the client is within its limit. A write the client does not take
+        in WRITE_S, or a prediction held for heartbeat_s / 2, is too_slow."""
         try:
-            limit, patience = self.limits.send_buffer_bytes, self.limits.heartbeat_s / 2
-            await asyncio.wait_for(self.peer.wait_writable(limit), patience)
+            while self.open:
+                if self._outbox:
+                    data, kind = self._outbox.popleft()
+                    self._queued -= len(data)
+                    async with asyncio.timeout(WRITE_S):
+                        await self.peer.send(data)
+                    self._count(kind)
+                elif self._held is not None:
+                    limit, patience = self.limits.send_buffer_bytes, self.limits.heartbeat_s / 2
+                    self._holding = True
+                    try:
+                        await asyncio.wait_for(self.peer.wait_writable(limit), patience)
+                    finally:
+                        self._holding = False
+                    held, self._held = self._held, None
+                    self._outbox.append((encode(held, self.binary), _kind(held)))
+                else:
+                    return
         except TimeoutError:
             self._give_up()
-            return
         finally:
-            self._writer = None
-        await self._flush()
+            if self._writer is asyncio.current_task():
+                self._writer = None
 
-    async def _flush(self) -> None:
-        held, self._held = self._held, None
-        if held is not None:
-            await self._write(held)
-
-    async def _write(self, msg: ServerMessage) -> None:
-        if not self.open:
-            return
-        data = encode(msg, self.binary)
-        if self.peer.buffered() + len(data) <= QUICK_WRITE_BYTES:
-            await self.peer.send(data)  # stays far below the high-water mark: never waits
-        else:
-            try:  # a write past the high-water mark waits for the peer to read: not forever
-                async with asyncio.timeout(WRITE_S):
-                    await self.peer.send(data)
-            except TimeoutError:
-                self._give_up()
-                return
-        if isinstance(msg, Prediction):
-            kind = "empty" if msg.empty else "final" if msg.final else "live"
+    def _count(self, kind: str | None) -> None:
+        if kind is not None:
             self.metrics.count(self.metrics.predictions, kind)
 
     def _give_up(self) -> None:
@@ -244,14 +281,16 @@ class Connection:
         if f.close_code is None:
             await self.send(f.error)
             return self.open
-        if self.open:  # the last word: written even to a client that is behind, briefly
+        if self.open:  # the last word: before what waits unsent (dropped, as the connection
+            self._drop_unsent()  # closes), written even to a client that is behind, briefly
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._write(f.error), LAST_WORD_S)
+                await asyncio.wait_for(self.peer.send(encode(f.error, self.binary)), LAST_WORD_S)
         await self.close(f.close_code, f.label)
         return self.open
 
     async def close(self, code: int, reason: str) -> None:
         self.open = False
+        self._drop_unsent()
         try:
             await self.peer.close(code, reason)
         finally:
@@ -264,13 +303,18 @@ class Connection:
     def abandon(self) -> None:
         """The socket is gone: send nothing more. Not a coroutine (runs while cancelled)."""
         self.open = False
-        self._held = None
-        if self._writer is not None:
-            self._writer.cancel()
+        self._drop_unsent()
         self.hub.park(self.session, self)
 
+    def _drop_unsent(self) -> None:
+        self._held = None
+        self._outbox.clear()
+        self._queued = 0
+        if self._writer is not None:
+            self._writer.cancel()
+
     async def stop(self) -> None:
-        """Cancel the held prediction's writer; let a close in progress finish."""
+        """Cancel the writer of what waits unsent; let a close in progress finish."""
         tasks = [t for t in (self._writer, self._closing) if t is not None]
         if self._writer is not None:
             self._writer.cancel()

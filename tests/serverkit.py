@@ -4,14 +4,18 @@ reads correctly offline, and a real server on a loopback port."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import functools
+import os
 import re
+import socket
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import aiohttp
+import msgpack
 import numpy as np
 from aiohttp.test_utils import TestClient
 
@@ -20,6 +24,7 @@ from convert.data import LETTERS_FILE, UNIPEN_FILE, StrokeSample, load_strokes
 from protocol import Limits
 from server.app import create_app
 from server.config import Settings
+from server.connection import Connection
 from server.model import DEFAULT_MODEL, Model, load_model
 from server.raster import rasterize
 from tests.rediskit import new_prefix
@@ -169,3 +174,57 @@ async def draw(c: DigitsClient, strokes: Sequence[Sequence[Sequence[float]]]) ->
             await c.points(stroke[i : i + 4])
         seq = await c.end_stroke()
     return seq
+
+
+class StubbornSocket:
+    """A WebSocket client on a raw socket that sends but never reads, with a tiny receive
+    buffer, so the server's writes back up quickly."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> StubbornSocket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, (host, port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await loop.sock_sendall(sock, request.encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += await loop.sock_recv(sock, 1)
+        assert head.startswith(b"HTTP/1.1 101")
+        return cls(sock)
+
+    async def send(self, obj: dict[str, Any]) -> None:
+        await self.send_frame(msgpack.packb(obj), opcode=0x2)
+
+    async def send_frame(self, payload: bytes, opcode: int) -> None:
+        """One final, masked frame of a small payload, bytes as given (0x1 text, 0x2 binary)."""
+        assert len(payload) < 126
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        frame = bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
+        await asyncio.get_running_loop().sock_sendall(self.sock, frame)
+
+    async def read_all(self, until: bytes, limit: float = 20.0) -> bytes:
+        """Read what the server sent, until `until` appears (or `limit` seconds pass)."""
+        loop, data = asyncio.get_running_loop(), b""
+        deadline = loop.time() + limit
+        while until not in data and loop.time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                data += await asyncio.wait_for(loop.sock_recv(self.sock, 65536), 0.5)
+        return data
+
+
+def narrow(conn: Connection) -> None:
+    """A slow network: a small kernel send buffer for the server's side of a connection
+    (else loopback absorbs megabytes before the server's own buffer fills)."""
+    transport = conn.peer.request.transport  # type: ignore[attr-defined]
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)

@@ -67,8 +67,13 @@ class FakePeer:
         self.backlog = 0
         self.drained = asyncio.Event()
         self.closed: tuple[int, str] | None = None
+        self.jammed = False  # a write stays in the socket's buffer until `drained`
 
     async def send(self, data: bytes | str) -> None:
+        if self.jammed:
+            self.backlog += len(data)
+            await self.drained.wait()
+            self.backlog = 0
         self.inbox.put_nowait(decode_server(data))
 
     def buffered(self) -> int:
@@ -292,6 +297,44 @@ async def test_a_client_that_sends_but_never_reads_is_dropped() -> None:
 
 
 # ---- rooms ----------------------------------------------------------------------------------
+
+
+async def test_a_member_whose_socket_takes_nothing_holds_up_neither_the_room_nor_the_drawer() -> (
+    None
+):
+    """A write the peer does not take waits in that member's outbox: the room's other members
+    get the stroke at once, and the one behind is closed only once it is over its limit."""
+    world = World(send_buffer_bytes=64 * 1024)
+    a, pa, b, pb, shared = await room_of_two(world)
+    c, pc = await world.hello()
+    await send(c, Join(shared.room, shared.watch_token, seq=1))
+    assert isinstance(await pc.next(), Joined)
+    await settle(c)
+    pb.backlog, pb.jammed = 20_000, True  # over the quick-write bound: b's next write waits
+    pc.sent()
+    for seq in range(10, 13):
+        await send(a, Start(((seq, seq),), seq=seq))
+        event = await pc.next()  # the other member is not kept waiting for b
+        while not (isinstance(event, StrokeEvent) and event.event == "start"):
+            event = await pc.next()
+        assert event.points == ((seq, seq),)
+    assert b.open and b._closing is None  # b is behind, within its limit: still served
+    assert isinstance(await pa.next(), Prediction)  # and so is the drawer
+    pb.drained.set()  # b reads again: it gets everything, in order
+    await settle(a)
+    starts = [m.points for m in pb.sent() if isinstance(m, StrokeEvent) and m.event == "start"]
+    assert starts == [((10, 10),), ((11, 11),), ((12, 12),)]
+    assert b._closing is None and b.open
+
+
+async def test_a_member_that_stays_behind_its_limit_is_closed_without_holding_up_the_room() -> None:
+    world = World(send_buffer_bytes=100)
+    a, _, b, pb, _ = await room_of_two(world)
+    pb.backlog, pb.jammed = 20_000, True
+    await send(a, Start(((1, 1),), seq=10))  # b is over its limit: too_slow, not a wait
+    assert b._closing is not None
+    await asyncio.wait({b._closing}, timeout=5)  # the last word waits LAST_WORD_S at most
+    assert pb.closed == (1008, "too_slow") and not b.open
 
 
 async def room_of_two(world: World) -> tuple[Any, ...]:

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+import server.connection
 from client import DigitsClient, JoinRefused, Prediction, ServerError, connect
 from protocol import (
     Cleared,
@@ -30,7 +31,9 @@ from protocol import (
 from server.app import CONNECTIONS, HUB
 from tests.serverkit import (
     MakeClient,
+    StubbornSocket,
     draw,
+    narrow,
     start,
     stepped,
     unipen_digits,
@@ -516,6 +519,43 @@ async def test_a_member_that_stops_reading_is_dropped_and_never_holds_up_the_roo
         assert slow.close_code == 1008
         async with connect(url, resume="") as other:  # the server is fine
             assert other.welcome is not None
+
+
+async def test_a_member_whose_socket_is_full_never_delays_the_others(
+    aiohttp_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The room's fan-out does not wait for its slowest member: with a member that never
+    reads behind a small socket, room for 400 kB waiting for it, and a write allowed to wait
+    a minute for it, every other member gets each stroke at once until that member is closed
+    (too_slow). (Before the outbox, the write that reached aiohttp's flow control, every
+    256 KiB written, waited for that member and held up the room.)"""
+    monkeypatch.setattr(server.connection, "WRITE_S", 60.0)
+    budget = {"points_per_second": 1e6, "points_burst": 10**6, "points_burst_per_client": 10**6}
+    client, url = await start(aiohttp_client, send_buffer_bytes=400_000, **budget)
+    app = client.app
+    stroke = [[700 + i % 50, 900 + i // 50] for i in range(500)]  # 3.5 kB a message
+    async with clients(url, 2) as (a, c):
+        shared = await a.share()
+        await c.join(shared.room, shared.watch_token)
+        stubborn = await StubbornSocket.open(str(client.host), int(client.port))
+        await stubborn.send({"type": "hello", "version": 1})
+        await stubborn.send({"type": "join", "room": shared.room, "token": shared.watch_token})
+        await until(c, Presence, event="joined")
+        known = {x.welcome.session for x in (a, c) if x.welcome is not None}
+        (slow,) = [conn for conn in app[CONNECTIONS] if conn.session.member not in known]
+        narrow(slow)
+        strokes = 0
+        while slow.open:
+            strokes += 1
+            assert strokes < 1000  # a guard: its buffers take less than a few hundred
+            if strokes % 30 == 0:
+                await a.clear()  # within max_points_per_session
+            await a.start_stroke(stroke)
+            await until(c, StrokeEvent, event="start")  # at once, not after WRITE_S
+        data = await stubborn.read_all(until=b"too_slow")
+        assert strokes > 3
+        assert b"\xa4code\xa8too_slow" in data
+        stubborn.sock.close()
 
 
 async def test_integer_points_stay_integers_in_stroke_and_joined(

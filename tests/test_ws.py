@@ -4,11 +4,7 @@ clients (the client library and raw aiohttp sockets), the real model and UNIPEN 
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import json
-import os
-import socket
 import threading
 from typing import Any
 
@@ -23,8 +19,10 @@ from server.app import CLIENTS, CONNECTIONS, RECOGNIZER
 from server.raster import ink_bounds, rasterize
 from tests.serverkit import (
     MakeClient,
+    StubbornSocket,
     bundled_model,
     metric,
+    narrow,
     start,
     stepped,
     unipen_digits,
@@ -639,53 +637,6 @@ async def test_server_errors_reach_waiting_requests(aiohttp_client: MakeClient) 
         assert info.value.code == "rate_limited"
 
 
-class StubbornSocket:
-    """A WebSocket client on a raw socket that sends but never reads, with a tiny receive
-    buffer, so the server's writes back up quickly."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-
-    @classmethod
-    async def open(cls, host: str, port: int) -> StubbornSocket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        loop = asyncio.get_running_loop()
-        await loop.sock_connect(sock, (host, port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        request = (
-            f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        await loop.sock_sendall(sock, request.encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += await loop.sock_recv(sock, 1)
-        assert head.startswith(b"HTTP/1.1 101")
-        return cls(sock)
-
-    async def send(self, obj: dict[str, Any]) -> None:
-        await self.send_frame(msgpack.packb(obj), opcode=0x2)
-
-    async def send_frame(self, payload: bytes, opcode: int) -> None:
-        """One final, masked frame of a small payload, bytes as given (0x1 text, 0x2 binary)."""
-        assert len(payload) < 126
-        mask = os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        frame = bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
-        await asyncio.get_running_loop().sock_sendall(self.sock, frame)
-
-    async def read_all(self, until: bytes, limit: float = 20.0) -> bytes:
-        """Read what the server sent, until `until` appears (or `limit` seconds pass)."""
-        loop, data = asyncio.get_running_loop(), b""
-        deadline = loop.time() + limit
-        while until not in data and loop.time() < deadline:
-            with contextlib.suppress(TimeoutError):
-                data += await asyncio.wait_for(loop.sock_recv(self.sock, 65536), 0.5)
-        return data
-
-
 async def test_a_client_that_never_reads_is_bounded_and_others_are_served(
     aiohttp_client: MakeClient,
 ) -> None:
@@ -695,11 +646,8 @@ async def test_a_client_that_never_reads_is_bounded_and_others_are_served(
     await stubborn.send({"type": "hello", "version": 1, "preview": True})  # ~1 KB predictions
     await stubborn.send({"type": "start", "points": [[0, 0]], "seq": 0})
     await stepped(lambda: len(app[CONNECTIONS]) == 1)
-    # A slow network: small kernel buffers on the server side too (else loopback absorbs MBs).
     (conn,) = app[CONNECTIONS]
-    conn.peer.request.transport.get_extra_info("socket").setsockopt(  # type: ignore[attr-defined]
-        socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
-    )
+    narrow(conn)
     digit = unipen_digits()[20]
     last = 1500
     async with connect(url) as polite:
@@ -727,9 +675,7 @@ async def test_a_client_that_sends_but_never_reads_is_dropped(aiohttp_client: Ma
     stubborn = await StubbornSocket.open(str(client.host), int(client.port))
     await stubborn.send({"type": "hello", "version": 1, "preview": True})
     (conn,) = client.app[CONNECTIONS]
-    conn.peer.request.transport.get_extra_info("socket").setsockopt(  # type: ignore[attr-defined]
-        socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
-    )
+    narrow(conn)
     async with asyncio.timeout(30):
         seq = 0
         while conn.open:  # it keeps sending, about at pen speed, and never reads
