@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from protocol import (
     ClientMessage,
@@ -98,7 +98,7 @@ class Connection:
         self._held: Prediction | None = None  # a live prediction waiting for the client
         self._outbox: deque[tuple[bytes | str, str | None]] = deque()  # unsent, in order
         self._queued = 0  # bytes in the outbox
-        self._holding = False  # the writer waits for the client to read, nothing to write
+        self._holding: asyncio.Task[Any] | None = None  # a writer waiting for the client to read
         self._writer: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[bool] | None = None
         self._closed = asyncio.Event()
@@ -224,8 +224,9 @@ class Connection:
     def _queue(self, data: bytes | str, kind: str | None) -> None:
         self._outbox.append((data, kind))
         self._queued += len(data)
-        if self._writer is not None and self._holding:  # it waits for the client to read:
-            self._writer.cancel()  # what must be sent goes into the socket's buffer now
+        holding = self._holding
+        if holding is not None and holding is self._writer:  # it waits for the client to read:
+            holding.cancel()  # what must be sent goes into the socket's buffer now
             self._writer = None
         self._write_later()
 
@@ -247,11 +248,12 @@ class Connection:
                     self._count(kind)
                 elif self._held is not None:
                     limit, patience = self.limits.send_buffer_bytes, self.limits.heartbeat_s / 2
-                    self._holding = True
+                    self._holding = asyncio.current_task()
                     try:
                         await asyncio.wait_for(self.peer.wait_writable(limit), patience)
                     finally:
-                        self._holding = False
+                        if self._holding is asyncio.current_task():
+                            self._holding = None
                     held, self._held = self._held, None
                     self._outbox.append((encode(held, self.binary), _kind(held)))
                 else:

@@ -272,6 +272,21 @@ async def test_a_client_behind_gets_the_newest_live_prediction_once_it_reads() -
     assert "digits_predictions_dropped_total 2.0" in world.metrics.render().decode()
 
 
+async def test_a_message_behind_a_held_prediction_goes_out_without_waiting() -> None:
+    """A live prediction held for a client that is behind (within its limit) waits for it to
+    read; a message that cannot be dropped goes out at once, after that prediction."""
+    world = World(send_buffer_bytes=64 * 1024)
+    conn, peer = await world.hello()
+    peer.backlog = 20_000  # behind: more than a quick write leaves, within the limit
+    await send(conn, Start(((0, 0),), seq=1))
+    await settle(conn)
+    assert peer.sent() == []  # held for the client
+    await send(conn, Ping(seq=2))
+    assert predictions([await peer.next()]) == [(1, False, 1)]  # the older message first
+    assert await peer.next() == Pong(2)
+    assert not peer.drained.is_set() and conn.open
+
+
 async def test_a_message_that_cannot_be_dropped_closes_a_client_behind_with_too_slow() -> None:
     world = World(send_buffer_bytes=100)
     conn, peer = await world.hello()
