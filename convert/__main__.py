@@ -110,7 +110,7 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="accuracy on MNIST test and on strokes files")
     e.add_argument("--model", type=Path, default=DEFAULT_OUT)
-    e.add_argument("--mnist", type=Path, default=MNIST_DIR)
+    e.add_argument("--mnist", type=Path, default=MNIST_DIR, help="env DIGITS_MNIST_DIR")
     e.add_argument("--no-mnist", action="store_true")
     e.add_argument(
         "--strokes",

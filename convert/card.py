@@ -77,6 +77,7 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
             "rejected": r["rejected"],
             "ece": r["ece"],
             "ece_prefix": r["ece_prefix"],
+            "ece_live": r.get("ece_live"),
             "unseen_sources": r.get("unseen_accuracy"),
             "unseen_source_names": r.get("unseen_sources"),
             "per_source": {k: v["accuracy"] for k, v in r["per_source"].items()},
@@ -169,7 +170,7 @@ def remeasure_int8(model_path: Path, mnist_dir: Path, strokes: list[Path]) -> No
 
 def loso_command(epochs: int) -> str:
     return (
-        f"python -m convert loso --epochs {epochs} --lock /work/heavy.lock; "
+        f"python -m convert loso --epochs {epochs}; "
         "python -m convert card --loso runs/loso/summary.json"
     )
 
@@ -261,6 +262,7 @@ def _loso_section(loso: dict[str, Any] | None, training: dict[str, Any], sources
     group_rows = "\n".join(
         f"| {g} | {v['count']} | {_pct(v['rejected'])} |" for g, v in letters.items()
     )
+    # Folds from before thresholds were recorded were measured at the default of the time.
     verdict = loso.get("verdict") or {"reject_at": 0.5, "unsure_below": 0.6}
     return f"""{_loso_intro(loso, training)}
 Thresholds of this table: not_digit at P(not a digit) >= {verdict["reject_at"]}, unsure below \
@@ -332,8 +334,11 @@ warped at random each time: slant, rotation, zoom, shift; some with a thicker or
 and {_drawings(t)}
 
 Post-training full-integer quantization with 1,000 calibration images from the training mix,
-then the temperature. Command (one command reproduces the model; the rendered rows are cached
-in `runs/cache/`):"""
+then the temperature. One command reproduces the model and this card's figures for it (the
+rendered rows are cached in `runs/cache/`; given `--out` elsewhere than `models/`, it writes
+the model and its card there, without this README: `python -m convert card --model <out>`
+makes it). The leave-one-source-out table comes from its own command (above); a comparison
+with the model before, when there is one, is written by hand. Command:"""
     return f"""{head}, in two stages:
 
 1. **Trunk** (four conv blocks, 28x28 -> 7x7x64): trained for {t.get("pretrain_epochs")} epochs \
@@ -419,13 +424,17 @@ the top digit's P < {verdict.get("unsure_below")} (server defaults; `--reject-at
 
 | data | float32 | int8 |
 |---|---:|---:|
-| MNIST test (10,000) | {_pct(acc["float"]["mnist_test"])} | {_pct(acc["int8"]["mnist_test"])} |
+| MNIST test (10,000; the top digit, a rejection not counted) \
+| {_pct(acc["float"]["mnist_test"])} | {_pct(acc["int8"]["mnist_test"])} |
 | MNIST test digits rejected as not a digit | {_pct(acc["float"].get("mnist_rejected"))} \
 | {_pct(acc["int8"].get("mnist_rejected"))} |
-| {strokes}, all sources | {_pct(f.get("all_sources"))} | {_pct(q["all_sources"])} |
+| {strokes}, all sources (a rejected digit counts as wrong) | {_pct(f.get("all_sources"))} \
+| {_pct(q["all_sources"])} |
 | {strokes}, digits rejected as not a digit | {_pct(f.get("rejected"))} \
 | {_pct(q.get("rejected"))} |
 | {strokes}, ECE complete; at 25 / 50 / 75% of the points | {_eces(f)} | {_eces(q)} |
+| {strokes}, ECE of the guesses seen while drawing (25, 50, 75 and 100% pooled) \
+| {_num(f.get("ece_live"))} | {_num(q.get("ece_live"))} |
 {_float_note(acc, verdict)}
 
 Per UNIPEN source (all are in training, but for the 1 in 8 samples kept out for calibration;

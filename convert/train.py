@@ -35,7 +35,7 @@ class TrainConfig:
     letters: Path | None = LETTERS_FILE
     #: UNIPEN sources drawn into training; None means every source in the strokes file.
     train_sources: tuple[str, ...] | None = None
-    #: "joint" (the shipped model, v6): the whole network trained from scratch on MNIST and
+    #: "joint" (the shipped model since v6): the whole network trained from scratch on MNIST and
     #: the drawings; "frozen" (v5): an MNIST-only trunk, frozen, and a head on its features.
     recipe: str = "joint"
     joint_epochs: int = 12  # the joint recipe's whole network

@@ -19,7 +19,7 @@ class Thresholds:
     """`reject_at`: not_digit once P(not a digit) reaches it. `unsure_below`: unsure while
     the most probable digit's probability (given a digit) stays below it."""
 
-    reject_at: float = 0.5
+    reject_at: float = 0.4  # the shipped card's (convert/ship.py THRESHOLDS_WHY says why)
     unsure_below: float = 0.6
 
     def __post_init__(self) -> None:
