@@ -98,6 +98,9 @@ class Connection:
         self._held: Prediction | None = None  # a live prediction waiting for the client
         self._outbox: deque[tuple[bytes | str, str | None]] = deque()  # unsent, in order
         self._queued = 0  # bytes in the outbox
+        # Bytes of messages larger than send_buffer_bytes alone (a `joined` of a room full of
+        # ink) waiting or being written: they are not the client falling behind.
+        self._oversize = 0
         self._holding: asyncio.Task[Any] | None = None  # a writer waiting for the client to read
         self._writer: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[bool] | None = None
@@ -186,18 +189,20 @@ class Connection:
         """Send a message that is never dropped, without waiting for the client: what the
         socket cannot take at once waits in order in the outbox, written as the client
         reads (so a room's fan-out never waits for its slowest member). A client with more
-        than send_buffer_bytes waiting unsent is not reading: closed with too_slow."""
+        than send_buffer_bytes waiting unsent (besides a message larger than that alone, such
+        as a `joined` of a room full of ink) is not reading: closed with too_slow."""
         if not self.open:
             return
-        backlog = self.peer.buffered() + self._queued
-        if backlog > self.limits.send_buffer_bytes:
+        limit = self.limits.send_buffer_bytes
+        backlog = self.peer.buffered() + self._queued - self._oversize
+        if backlog > limit:
             self._give_up()
             return
         data = encode(msg, self.binary)
         if self._held is not None:  # an older live prediction goes first
             held, self._held = self._held, None
             self._queue(encode(held, self.binary), _kind(held))
-        if self._writer is None and backlog + len(data) <= QUICK_WRITE_BYTES:
+        if self._writer is None and backlog + len(data) <= min(QUICK_WRITE_BYTES, limit):
             await self.peer.send(data)  # stays far below the high-water mark: never waits
             self._count(_kind(msg))
         else:
@@ -224,6 +229,8 @@ class Connection:
     def _queue(self, data: bytes | str, kind: str | None) -> None:
         self._outbox.append((data, kind))
         self._queued += len(data)
+        if len(data) > self.limits.send_buffer_bytes:
+            self._oversize += len(data)
         holding = self._holding
         if holding is not None and holding is self._writer:  # it waits for the client to read:
             holding.cancel()  # what must be sent goes into the socket's buffer now
@@ -243,8 +250,12 @@ class Connection:
                 if self._outbox:
                     data, kind = self._outbox.popleft()
                     self._queued -= len(data)
-                    async with asyncio.timeout(WRITE_S):
-                        await self.peer.send(data)
+                    try:
+                        async with asyncio.timeout(WRITE_S):
+                            await self.peer.send(data)
+                    finally:
+                        if len(data) > self.limits.send_buffer_bytes:  # (0 once dropped)
+                            self._oversize = max(0, self._oversize - len(data))
                     self._count(kind)
                 elif self._held is not None:
                     limit, patience = self.limits.send_buffer_bytes, self.limits.heartbeat_s / 2
@@ -311,7 +322,7 @@ class Connection:
     def _drop_unsent(self) -> None:
         self._held = None
         self._outbox.clear()
-        self._queued = 0
+        self._queued = self._oversize = 0
         if self._writer is not None:
             self._writer.cancel()
 

@@ -287,6 +287,20 @@ async def test_a_message_behind_a_held_prediction_goes_out_without_waiting() -> 
     assert not peer.drained.is_set() and conn.open
 
 
+async def test_a_message_larger_than_the_limit_is_written_and_what_follows_waits_for_it() -> None:
+    """A `joined` of a room full of ink can exceed send_buffer_bytes alone: while it is being
+    written, what follows waits behind it instead of closing the client with too_slow."""
+    world = World(send_buffer_bytes=4096)
+    conn, peer = await world.hello()
+    peer.jammed = True  # the network takes it slowly
+    await conn.send(Error("big", "x" * 20_000))
+    await conn.send(Pong(1))
+    assert conn.open and conn._closing is None
+    peer.drained.set()
+    assert (await peer.next()).code == "big"  # type: ignore[union-attr]
+    assert await peer.next() == Pong(1)
+
+
 async def test_a_message_that_cannot_be_dropped_closes_a_client_behind_with_too_slow() -> None:
     world = World(send_buffer_bytes=100)
     conn, peer = await world.hello()
