@@ -499,8 +499,9 @@ class Hub:
                 self._spawn(self._undo_join(drawing, op.member))  # its joiner gave up
 
     def _compact(self, drawing: Drawing, room: str, applied: int, upto: str) -> None:
-        """The room's predictor replaces its log up to `upto` with a seed of the canvas as of
-        that entry, every COMPACT_AFTER entries: a joiner replays at most that many."""
+        """Every COMPACT_AFTER entries the room's predictor appends a seed of the canvas as of
+        `upto`, and the store drops the entries the previous seed stood for: a joiner replays
+        at most that many."""
         since = self._uncompacted.get(room, 0) + applied
         self._uncompacted[room] = since
         if since >= COMPACT_AFTER:

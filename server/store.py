@@ -287,7 +287,7 @@ class Store(ABC):
 
     async def compact(self, room_id: str, seed: bytes, upto: str) -> None:
         """Append `seed` (the room as of entry `upto`) to the room's log and drop the
-        entries up to `upto`, which it replaces."""
+        entries that the previous seed replaces (a reader just behind keeps its place)."""
         raise TypeError(f"{type(self).__name__} is not shared: it keeps no room logs")
 
     def publish(self, room_id: str, answer: bytes) -> None:

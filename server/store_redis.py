@@ -266,6 +266,7 @@ class RedisStore(Store):
         self._following: dict[str, str] = {}  # room -> id of the last entry delivered
         self._answered: dict[str, str] = {}  # room -> id of the last answer delivered
         self._answers_start: dict[str, str] = {}  # room -> its newest answer, at `history`
+        self._compacted: dict[str, str] = {}  # room -> `upto` of this process's last compaction
         self._joining: set[str] = set()  # followed, not yet in the room's followers set
         self._predicting: set[str] = set()  # rooms this process predicts
         self._follower: Follower | None = None
@@ -413,11 +414,16 @@ class RedisStore(Store):
         return await done
 
     async def compact(self, room_id: str, seed: bytes, upto: str) -> None:
-        """Append the seed, then XTRIM MINID just past `upto`, in one transaction."""
-        ms, n = entry_key(upto)
+        """Append the seed, then XTRIM MINID just past the `upto` of this process's previous
+        compaction of the room (none the first time), in one transaction. Not past this
+        one's: a process that read the log just before (loading the room) follows it from
+        the last entry it read, which must still be there with everything after it."""
+        previous, self._compacted[room_id] = self._compacted.get(room_id), upto
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.eval(_APPEND, 0, *self._append_args([_Append(room_id, "o", seed, None, None)]))
-            pipe.xtrim(self._log(room_id), minid=f"{ms}-{n + 1}", approximate=False)
+            if previous is not None:
+                ms, n = entry_key(previous)
+                pipe.xtrim(self._log(room_id), minid=f"{ms}-{n + 1}", approximate=False)
             await self._call(pipe.execute())
 
     def publish(self, room_id: str, answer: bytes) -> None:
@@ -483,6 +489,7 @@ class RedisStore(Store):
 
     def unfollow(self, room_id: str) -> None:
         self._following.pop(room_id, None)
+        self._compacted.pop(room_id, None)
         self._answered.pop(room_id, None)
         self._joining.discard(room_id)
         self._later(self._leave(room_id))

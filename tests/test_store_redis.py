@@ -105,6 +105,32 @@ async def test_an_entry_the_inbox_never_got_is_read_from_the_log(
     assert heard.entries == [(first, b"one"), (missed, b"two"), (third, b"three")]
 
 
+async def test_a_process_that_read_the_log_just_before_a_compaction_misses_nothing(
+    stores: Callable[..., RedisStore], redis_server: RedisServer
+) -> None:
+    """A process loading a room reads its log, then follows it from the last entry it read.
+    A compaction in between keeps the entries after the one before it: the follower gets
+    every entry after what it read, whichever compaction came between."""
+    a, b = await _started(stores()), await _started(stores())
+    keys = await a.create_room("", time.time(), b"seed")
+    sent = [await a.append(keys.id, f"op{i}".encode()) for i in range(4)]
+    read = (await b.history(keys.id))[-1][0]  # b loads the room: its log up to op3
+    sent += [await a.append(keys.id, f"op{i}".encode()) for i in range(4, 7)]
+    await a.compact(keys.id, b"seed as of op6", sent[-1])  # the predictor, meanwhile
+    heard = Heard()
+    b.follow(keys.id, read, heard)  # from op3 on
+    await heard.until(lambda: len(heard.entries) == 4)
+    assert [data for _, data in heard.entries] == [b"op4", b"op5", b"op6", b"seed as of op6"]
+    raw = aioredis.Redis.from_url(redis_server.url)
+    try:  # the next compaction drops what the one before it stood for, and no more
+        sent += [await a.append(keys.id, f"op{i}".encode()) for i in range(7, 9)]
+        await a.compact(keys.id, b"seed as of op8", sent[-1])
+        kept = [fields[b"o"] for _, fields in await raw.xrange(f"{a.prefix}log:{keys.id}")]
+        assert kept == [b"seed as of op6", b"op7", b"op8", b"seed as of op8"]
+    finally:
+        await raw.aclose()
+
+
 async def test_a_dead_process_leaves_its_rooms_and_its_inbox_goes(
     stores: Callable[..., RedisStore], redis_server: RedisServer
 ) -> None:
