@@ -266,7 +266,7 @@ class Connection:
                         if self._holding is asyncio.current_task():
                             self._holding = None
                     held, self._held = self._held, None
-                    self._outbox.append((encode(held, self.binary), _kind(held)))
+                    self._queue(encode(held, self.binary), _kind(held))  # (this writer goes on)
                 else:
                     return
         except TimeoutError:

@@ -272,6 +272,25 @@ async def test_a_client_behind_gets_the_newest_live_prediction_once_it_reads() -
     assert "digits_predictions_dropped_total 2.0" in world.metrics.render().decode()
 
 
+async def test_what_was_held_and_then_written_leaves_nothing_counted_as_waiting() -> None:
+    """Every prediction held while the client was behind, once written, no longer counts
+    toward send_buffer_bytes: the limit means the same after any number of such turns."""
+    world = World(send_buffer_bytes=100)
+    conn, peer = await world.hello()
+    for seq in range(1, 4):
+        peer.backlog, peer.drained = 1000, asyncio.Event()  # behind
+        await send(conn, Start(((seq, 0),), seq=seq))
+        await settle(conn)
+        peer.drained.set()  # reads again: the held prediction goes out
+        assert predictions([await peer.next()]) == [(seq, False, seq)]
+        if conn._writer is not None:
+            await asyncio.wait({conn._writer})
+    assert conn._queued == 0  # (it went below zero by each prediction: the limit loosened)
+    peer.backlog = 101  # over the limit
+    await send(conn, Ping(seq=9))
+    assert conn._closing is not None
+
+
 async def test_a_message_behind_a_held_prediction_goes_out_without_waiting() -> None:
     """A live prediction held for a client that is behind (within its limit) waits for it to
     read; a message that cannot be dropped goes out at once, after that prediction."""
