@@ -22,10 +22,11 @@ from convert.trainset import Rows
 from server.model import load_model
 from server.verdict import Thresholds
 
-#: The verdict thresholds written into the card (server defaults); THRESHOLDS_WHY says where
-#: they come from. Changing them changes no weight: `convert loso --remeasure` and
-#: `convert card --remeasure` measure the kept models again at new ones.
-THRESHOLDS = Thresholds(reject_at=0.4, unsure_below=0.6)
+#: The verdict thresholds written into the card: the server's defaults (server/verdict.py,
+#: where they are set); THRESHOLDS_WHY says where they come from. Changing them changes no
+#: weight: `convert loso --remeasure` and `convert card --remeasure` measure the kept models
+#: again at new ones.
+THRESHOLDS = Thresholds()
 THRESHOLDS_WHY = (
     "unsure_below 0.6 was fixed in advance (unsure while the best digit is less than 60% "
     "likely). reject_at 0.4 was chosen without looking at any source it is measured on: "
